@@ -1,0 +1,1 @@
+"""target-aha: a Singer target that writes records into Aha!."""
