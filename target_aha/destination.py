@@ -1,0 +1,194 @@
+"""Where a stream goes: a stream's entry in `streams`, checked and resolved once at start-up.
+
+The target turns each configured entry (or a stream named after a template) into a
+`Destination`, so that a typo in the configuration is reported before any record is read.
+"""
+
+from __future__ import annotations
+
+import string
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from target_aha.endpoints import ENDPOINT_NAMES, TEMPLATES, Template
+from target_aha.errors import ConfigError, RecordError
+
+PROTECTED_HEADERS = frozenset({"authorization", "content-type"})
+COMMON_KEYS = frozenset(
+    {
+        "endpoint",
+        "key_property",
+        "exclude_attributes",
+        "request_headers",
+        "response_webhook_url",
+        "write_mode",
+    }
+)
+WRITE_MODES = ("upsert", "create")
+
+
+@dataclass(frozen=True)
+class Pattern:
+    """A parameter value: a literal, or text with `{field}` placeholders that read the record."""
+
+    parts: tuple[tuple[str, str | None], ...]
+
+    @classmethod
+    def parse(cls, value: object, where: str) -> Pattern:
+        """Parse a configured value; `where` names it in the error message."""
+        if isinstance(value, bool) or not isinstance(value, str | int):
+            raise ConfigError(f"{where} must be a string or a number, got {value!r}.")
+        try:
+            parsed = [(lit, name) for lit, name, _, _ in string.Formatter().parse(str(value))]
+        except ValueError as exc:
+            raise ConfigError(
+                f"{where} = {value!r} is not a valid value ({exc}). Use a literal such as "
+                '"PRJ1-R-1" or a placeholder such as "{release_field}".'
+            ) from exc
+        return cls(tuple((lit, name or None) for lit, name in parsed))
+
+    @property
+    def fields(self) -> frozenset[str]:
+        """Record fields this value reads (they are consumed: not sent in the body)."""
+        return frozenset(name for _, name in self.parts if name)
+
+    def render(self, record: Mapping[str, Any], param: str) -> str:
+        """The value for one record; a missing or unusable field rejects the record."""
+        out = []
+        for literal, name in self.parts:
+            out.append(literal)
+            if name is None:
+                continue
+            value = record.get(name)
+            if value is None or value == "":
+                raise RecordError(
+                    f"parameter '{param}' reads the record field '{name}', which is missing "
+                    f"or empty; give every record a '{name}' or set '{param}' in the "
+                    "stream's entry of `streams`"
+                )
+            if isinstance(value, bool) or not isinstance(value, str | int):
+                raise RecordError(
+                    f"parameter '{param}' reads the record field '{name}', whose value "
+                    f"{value!r} is not a string or an integer"
+                )
+            out.append(str(value))
+        return "".join(out)
+
+
+@dataclass(frozen=True)
+class Destination:
+    """A stream's resolved destination: the template, its parameters and the options."""
+
+    stream: str
+    template: Template
+    params: Mapping[str, Pattern]
+    exclude: frozenset[str] = frozenset()
+    headers: Mapping[str, str] = field(default_factory=dict)
+    key_property: str | None = None
+    webhook_url: str | None = None
+    write_mode: str = "upsert"
+
+    @property
+    def endpoint(self) -> str:
+        """The `endpoint` name, as written in results lines."""
+        return self.template.name
+
+    @property
+    def consumed(self) -> frozenset[str]:
+        """Record fields read by URL placeholders: never sent in the body."""
+        return frozenset().union(*(p.fields for p in self.params.values()))
+
+    @classmethod
+    def from_entry(cls, stream: str, entry: Mapping[str, Any] | None) -> Destination:
+        """Resolve a `streams` entry (None: the stream is named after a template)."""
+        where = f"streams.{stream}"
+        if entry is None:
+            if stream not in TEMPLATES:
+                raise unmapped_stream(stream)
+            entry = {"endpoint": stream}
+        if not isinstance(entry, Mapping):
+            raise ConfigError(f"{where} must be an object such as {{\"endpoint\": ...}}.")
+        name = entry.get("endpoint")
+        if name not in TEMPLATES:
+            raise ConfigError(
+                f"{where}.endpoint is {name!r}; it must be one of: {', '.join(ENDPOINT_NAMES)}."
+            )
+        template = TEMPLATES[name]
+        allowed = COMMON_KEYS | set(template.params)
+        unknown = sorted(set(entry) - allowed)
+        if unknown:
+            raise ConfigError(
+                f"{where} has unknown setting(s) {', '.join(unknown)}; the endpoint "
+                f"'{name}' takes: {', '.join(sorted(allowed))}."
+            )
+        write_mode = entry.get("write_mode", "upsert")
+        if write_mode not in WRITE_MODES:
+            raise ConfigError(f"{where}.write_mode must be 'upsert' or 'create', not {write_mode!r}.")
+        key_property = entry.get("key_property")
+        if key_property is not None and not isinstance(key_property, str):
+            raise ConfigError(f"{where}.key_property must be a field name (a string).")
+        webhook = entry.get("response_webhook_url")
+        if webhook is not None and not isinstance(webhook, str):
+            raise ConfigError(f"{where}.response_webhook_url must be a URL (a string).")
+        return cls(
+            stream=stream,
+            template=template,
+            params={
+                p: Pattern.parse(entry.get(p, "{" + p + "}"), f"{where}.{p}")
+                for p in template.params
+            },
+            exclude=frozenset(parse_list(entry.get("exclude_attributes"), f"{where}.exclude_attributes")),
+            headers=parse_headers(entry.get("request_headers"), f"{where}.request_headers"),
+            key_property=key_property,
+            webhook_url=webhook,
+            write_mode=write_mode,
+        )
+
+
+def unmapped_stream(stream: str) -> ConfigError:
+    """The error for a stream that has no entry in `streams` and is not a template name."""
+    return ConfigError(
+        f"Stream '{stream}' has no destination. Add it to the `streams` setting, for example "
+        f'"streams": {{"{stream}": {{"endpoint": "create_feature", "release_id": "PRJ1-R-1"}}}}, '
+        "or rename it with a stream map to one of the template names: "
+        f"{', '.join(TEMPLATES)} (or use endpoint 'custom')."
+    )
+
+
+def parse_list(value: object, where: str) -> list[str]:
+    """A list of names, given as a JSON list or as a comma-separated string."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    if isinstance(value, Sequence) and all(isinstance(v, str) for v in value):
+        return list(value)
+    raise ConfigError(f"{where} must be a list of field names, got {value!r}.")
+
+
+def parse_headers(value: object, where: str) -> dict[str, str]:
+    """`request_headers` as `"h1:v1,h2:v2"` or an object; never Authorization/Content-Type."""
+    if value is None or value == "":
+        return {}
+    if isinstance(value, str):
+        pairs = []
+        for item in value.split(","):
+            header, sep, header_value = item.partition(":")
+            if not sep or not header.strip():
+                raise ConfigError(
+                    f"{where}: {item.strip()!r} is not of the form 'Header-Name:value'; "
+                    'write several as "h1:v1,h2:v2" or as an object.'
+                )
+            pairs.append((header.strip(), header_value.strip()))
+    elif isinstance(value, Mapping):
+        pairs = [(str(k), str(v)) for k, v in value.items()]
+    else:
+        raise ConfigError(f"{where} must be a string 'h1:v1,h2:v2' or an object.")
+    for header, _ in pairs:
+        if header.lower() in PROTECTED_HEADERS:
+            raise ConfigError(
+                f"{where} may not set {header}: target-aha sets it (Authorization from "
+                "api_key, Content-Type from the content format)."
+            )
+    return dict(pairs)

@@ -1,0 +1,96 @@
+"""The catalog of Aha! write templates: one row per template, nothing else.
+
+Everything that differs between the eleven templates is data in this table. Sinks, shaping
+and the ledger read it; adding a twelfth template is one more row.
+"""
+
+from __future__ import annotations
+
+import string
+from dataclasses import dataclass, field
+
+
+def path_params(path: str) -> tuple[str, ...]:
+    """Names of the `{placeholders}` of a path template, in order of appearance."""
+    return tuple(name for _, name, _, _ in string.Formatter().parse(path) if name)
+
+
+@dataclass(frozen=True)
+class Template:
+    """One Aha! write endpoint as target-aha uses it.
+
+    `wrapper` is the singular resource key Aha! expects around the record (None: no body).
+    `nest` names a key the record is placed under inside the wrapper (custom table records
+    carry their fields under `custom_fields`). `update_path` is where an upsert sends a
+    changed record (`{id}` is the Aha! id, other placeholders come from the create's
+    parameters); `list_path` is the container listing used to find an object again.
+    """
+
+    name: str
+    method: str
+    path: str
+    wrapper: str | None
+    nest: str | None = None
+    update_path: str | None = None
+    list_path: str | None = None
+    params: tuple[str, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "params", path_params(self.path))
+
+    @property
+    def operation(self) -> str:
+        """The results file's `operation` for a plain call of this template."""
+        return {"POST": "create", "PUT": "update", "DELETE": "delete"}[self.method]
+
+
+TEMPLATES: dict[str, Template] = {
+    t.name: t
+    for t in (
+        Template(
+            "create_feature", "POST", "/releases/{release_id}/features", "feature",
+            update_path="/features/{id}", list_path="/releases/{release_id}/features",
+        ),
+        Template(
+            "create_epic", "POST", "/releases/{release_id}/epics", "epic",
+            update_path="/epics/{id}", list_path="/releases/{release_id}/epics",
+        ),
+        Template(
+            "create_epic_in_default_release", "POST", "/products/{product_id}/epics", "epic",
+            update_path="/epics/{id}", list_path="/products/{product_id}/epics",
+        ),
+        Template("update_epic", "PUT", "/epics/{epic_id}", "epic"),
+        Template("delete_epic", "DELETE", "/epics/{epic_id}", None),
+        Template(
+            "create_goal", "POST", "/products/{product_id}/goals", "goal",
+            update_path="/products/{product_id}/goals/{id}",
+            list_path="/products/{product_id}/goals",
+        ),
+        Template("update_goal", "PUT", "/products/{product_id}/goals/{goal_id}", "goal"),
+        Template(
+            "create_initiative", "POST", "/products/{product_id}/initiatives", "initiative",
+            update_path="/products/{product_id}/initiatives/{id}",
+            list_path="/products/{product_id}/initiatives",
+        ),
+        Template(
+            "update_initiative", "PUT",
+            "/products/{product_id}/initiatives/{initiative_id}", "initiative",
+        ),
+        Template(
+            "create_custom_table_record", "POST",
+            "/products/{product_id}/custom_objects/{custom_table_key}/records",
+            "custom_object_record", nest="custom_fields",
+            update_path="/custom_object_records/{id}",
+            list_path="/products/{product_id}/custom_objects/{custom_table_key}/records",
+        ),
+        Template(
+            "create_team", "POST", "/teams", "team",
+            update_path="/teams/{id}", list_path="/teams",
+        ),
+    )
+}
+
+CUSTOM = "custom"
+"""The `endpoint` value of the manual configuration (any Aha! endpoint)."""
+
+ENDPOINT_NAMES: tuple[str, ...] = (*TEMPLATES, CUSTOM)

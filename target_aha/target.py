@@ -1,0 +1,261 @@
+"""`TargetAha`: the settings, which sink serves a stream, and the run's shared machinery."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import typing as t
+from dataclasses import dataclass
+from importlib.metadata import version
+from urllib.parse import urlsplit
+
+from singer_sdk import Target
+from singer_sdk import typing as th
+from singer_sdk.exceptions import (
+    InvalidRecord,
+    MissingKeyPropertiesError,
+    RecordsWithoutSchemaException,
+)
+from singer_sdk.helpers.capabilities import PluginCapabilities, TargetCapabilities
+from singer_sdk.io_base import SingerReader
+from singer_sdk.singerlib.exceptions import InvalidInputLine
+
+from target_aha.client import AhaClient
+from target_aha.destination import Destination, unmapped_stream
+from target_aha.dispatch import Dispatcher, DryRunSender, RateGate, Sender
+from target_aha.errors import ConfigError, InputError, TargetAhaError
+from target_aha.results import Results
+from target_aha.sinks import SINK_CLASSES, AhaSink
+
+if t.TYPE_CHECKING:
+    from singer_sdk.sinks import Sink
+
+VERSION = version("target-aha")
+LOOPBACK = {"localhost", "127.0.0.1", "::1"}
+
+SETTINGS = th.PropertiesList(
+    th.Property(
+        "subdomain", th.StringType,
+        description="Aha! account subdomain: `mycompany` for https://mycompany.aha.io. "
+        "One of subdomain and base_url is required.",
+    ),
+    th.Property(
+        "base_url", th.StringType,
+        description="API root, default https://{subdomain}.aha.io/api/v1. For a custom "
+        "domain or the local sandbox; plain http:// only for loopback hosts.",
+    ),
+    th.Property(
+        "api_key", th.StringType, secret=True,
+        description="Aha! API key or OAuth2 access token, sent as `Authorization: Bearer`. "
+        "Required unless dry_run.",
+    ),
+    th.Property(
+        "streams", th.ObjectType(additional_properties=True), default={},
+        description="Stream name -> destination: {\"endpoint\": <template or custom>, "
+        "parameters such as release_id (a literal or a {field} placeholder), key_property, "
+        "exclude_attributes, request_headers, response_webhook_url, write_mode}.",
+    ),
+    th.Property(
+        "user_agent", th.StringType, default=f"target-aha/{VERSION}",
+        description="User-Agent header sent to Aha!.",
+    ),
+    th.Property(
+        "disable_mailers", th.BooleanType, default=True,
+        description="Add disable_mailers=true to write requests so a bulk load does not "
+        "e-mail watchers.",
+    ),
+    th.Property(
+        "max_requests_per_second", th.NumberType(exclusive_minimum=0), default=20,
+        description="Client-side rate limit, shared by all streams of the run.",
+    ),
+    th.Property(
+        "max_requests_per_minute", th.NumberType(exclusive_minimum=0), default=300,
+        description="Second client-side rate limit window, shared by all streams.",
+    ),
+    th.Property(
+        "max_concurrency", th.IntegerType(minimum=1), default=8,
+        description="Requests in flight at once.",
+    ),
+    th.Property(
+        "request_timeout", th.NumberType(exclusive_minimum=0), default=60,
+        description="Seconds for one HTTP request.",
+    ),
+    th.Property(
+        "max_retries", th.IntegerType(minimum=0), default=8,
+        description="Retries of one request on 429, 5xx, timeouts and connection errors.",
+    ),
+    th.Property(
+        "on_record_error", th.StringType(allowed_values=["fail", "skip"]), default="fail",
+        description="What a record Aha! rejects (400/404/422) does: stop the run (fail) or "
+        "log it as rejected in the results and go on (skip).",
+    ),
+    th.Property(
+        "results_path", th.StringType,
+        description="JSON Lines file, appended to, with one line per record read.",
+    ),
+    th.Property(
+        "ledger_path", th.StringType, default=".target-aha/ledger.sqlite",
+        description="The key ledger (SQLite file or postgresql:// URL); empty turns it off.",
+    ),
+    th.Property(
+        "response_webhook_url", th.StringType,
+        description="POST each Aha! response here; a stream may override it.",
+    ),
+    th.Property(
+        "dry_run", th.BooleanType, default=False,
+        description="Send nothing to Aha!; print each request that would be sent on stderr.",
+    ),
+    th.Property(
+        "state_interval_seconds", th.NumberType(exclusive_minimum=0), default=60,
+        description="Settle all in-flight work and emit STATE at least this often.",
+    ),
+).to_dict()
+
+
+@dataclass
+class Run:
+    """What every sink of one run shares: one sender, one dispatcher, one results file."""
+
+    results: Results
+    sender: Sender | DryRunSender
+    dispatcher: Dispatcher
+    disable_mailers: bool
+    on_record_error: str
+
+
+class CountingReader(SingerReader):
+    """The SDK's reader, counting lines so that input errors can say where they are."""
+
+    line_number = 0
+
+    def deserialize_json(self, line: str) -> dict:
+        """Parse one line; bad JSON becomes an `InputError` naming the line."""
+        self.line_number += 1
+        try:
+            return super().deserialize_json(line)
+        except json.JSONDecodeError as exc:
+            raise InputError(
+                f"Input line {self.line_number} is not valid JSON ({exc.msg} at column "
+                f"{exc.colno}): {line[:200]!r}. target-aha reads Singer messages, one JSON "
+                "object per line; check the tap's output."
+            ) from exc
+
+
+class TargetAha(Target):
+    """Writes the records of any Singer tap into Aha!."""
+
+    name = "target-aha"
+    config_jsonschema = SETTINGS
+    default_sink_class = AhaSink
+    message_reader_class = CountingReader
+    capabilities: t.ClassVar = [
+        PluginCapabilities.ABOUT,
+        PluginCapabilities.STREAM_MAPS,
+        PluginCapabilities.FLATTENING,
+        TargetCapabilities.VALIDATE_RECORDS,
+    ]
+
+    def __init__(self, **kwargs: t.Any) -> None:
+        self._destinations: dict[str, Destination] = {}
+        super().__init__(**kwargs)
+        self._check_settings()
+        self.dry_run = bool(self.config.get("dry_run"))
+        self.run = self._start_run()
+        self._MAX_RECORD_AGE_IN_MINUTES = self.config["state_interval_seconds"] / 60
+
+    @property
+    def base_url(self) -> str:
+        """The API root from base_url or subdomain."""
+        return self.config.get("base_url") or f"https://{self.config['subdomain']}.aha.io/api/v1"
+
+    def _check_settings(self) -> None:
+        """What JSON Schema cannot say: required combinations, the URL, every stream entry."""
+        config = self.config
+        if not config.get("subdomain") and not config.get("base_url"):
+            raise ConfigError(
+                "Set subdomain (mycompany for https://mycompany.aha.io) or base_url "
+                "(for a custom domain or the local sandbox)."
+            )
+        if not config.get("api_key") and not config.get("dry_run"):
+            raise ConfigError(
+                "Set api_key (an Aha! API key or OAuth2 token; in Meltano, "
+                "TARGET_AHA_API_KEY) or set dry_run: true to only print the requests."
+            )
+        parts = urlsplit(self.base_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError(f"base_url {self.base_url!r} is not an http(s) URL.")
+        if parts.scheme == "http" and parts.hostname not in LOOPBACK:
+            raise ConfigError(
+                f"base_url {self.base_url!r} uses plain http; Aha! needs https (http is "
+                "only allowed for loopback hosts such as the local sandbox)."
+            )
+        streams = config.get("streams") or {}
+        for stream, entry in streams.items():
+            self._destinations[stream] = Destination.from_entry(stream, entry)
+
+    def _start_run(self) -> Run:
+        config = self.config
+        results = Results(config.get("results_path"))
+        client = AhaClient(
+            self.base_url,
+            config.get("api_key") or "",
+            config["user_agent"],
+            config["request_timeout"],
+        )
+        if self.dry_run:
+            sender: Sender | DryRunSender = DryRunSender(client)
+            dispatcher = Dispatcher(concurrency=0)
+        else:
+            gate = RateGate(config["max_requests_per_second"], config["max_requests_per_minute"])
+            sender = Sender(client, gate, config["max_retries"])
+            dispatcher = Dispatcher(concurrency=config["max_concurrency"])
+        return Run(
+            results, sender, dispatcher, config["disable_mailers"], config["on_record_error"]
+        )
+
+    def destination_for(self, stream: str) -> Destination:
+        """The destination of a stream: its `streams` entry, or the template it is named after."""
+        if stream not in self._destinations:
+            self._destinations[stream] = Destination.from_entry(stream, None)
+        return self._destinations[stream]
+
+    def get_sink_class(self, stream_name: str) -> type[Sink]:
+        """The template's sink class; an unmapped stream is an error at its SCHEMA."""
+        return SINK_CLASSES[self.destination_for(stream_name).endpoint]
+
+    def _write_state_message(self, state: dict) -> None:
+        """Emit STATE, except in a dry run (which must not move the tap's bookmark)."""
+        if not self.dry_run:
+            super()._write_state_message(state)
+
+    def listen(self, file_input: t.IO[str] | None = None) -> None:
+        """Read the input; malformed input ends the run with a message naming the line."""
+        try:
+            super().listen(file_input)
+        except (
+            InvalidInputLine,
+            InvalidRecord,
+            MissingKeyPropertiesError,
+            RecordsWithoutSchemaException,
+        ) as exc:
+            line = t.cast("CountingReader", self.message_reader).line_number
+            raise InputError(
+                f"Input line {line} cannot be loaded: {exc}. Check the tap's output (every "
+                "RECORD needs a SCHEMA before it, and must match it); nothing after this line "
+                "was sent and no STATE was emitted for it."
+            ) from exc
+        finally:
+            self.run.dispatcher.close()
+            self.run.results.close()
+        self.logger.info("target-aha finished: %s", self.run.results.summary())
+
+    @classmethod
+    def invoke(cls, *args: t.Any, **kwargs: t.Any) -> None:  # type: ignore[override]
+        """Run the CLI; errors written for users are printed without a traceback."""
+        try:
+            super().invoke(*args, **kwargs)
+        except TargetAhaError as exc:
+            logging.getLogger("target_aha").error("%s", exc)
+            sys.stderr.flush()
+            sys.exit(1)
