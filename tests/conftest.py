@@ -1,0 +1,120 @@
+"""Shared fixtures: a sandbox per test, and running the real `target-aha` executable."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from target_aha.sandbox import Sandbox
+
+TOKEN = "sandbox-token"
+EXECUTABLE = shutil.which("target-aha", path=str(Path(sys.executable).parent)) or "target-aha"
+
+
+@pytest.fixture
+def sandbox() -> Iterator[Sandbox]:
+    """A fresh sandbox on a free port."""
+    with Sandbox(token=TOKEN) as sb:
+        yield sb
+
+
+@dataclass
+class Run:
+    """What a user sees of one run: exit code, stdout (STATE lines), stderr, results file."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+    results_path: Path
+
+    @property
+    def states(self) -> list[dict[str, Any]]:
+        """STATE values the target emitted on stdout, in order."""
+        return [json.loads(line) for line in self.stdout.splitlines() if line.strip()]
+
+    @property
+    def results(self) -> list[dict[str, Any]]:
+        """The results file's lines."""
+        if not self.results_path.exists():
+            return []
+        return [json.loads(line) for line in self.results_path.read_text().splitlines()]
+
+    @property
+    def dry_run_lines(self) -> list[dict[str, Any]]:
+        """Requests a dry run printed on stderr (one JSON object per line)."""
+        out = []
+        for line in self.stderr.splitlines():
+            if line.startswith('{"method"'):
+                out.append(json.loads(line))
+        return out
+
+
+def schema(stream: str, properties: dict[str, Any] | None = None,
+           key_properties: list[str] | None = None) -> dict[str, Any]:
+    """A SCHEMA message; properties default to a permissive object."""
+    return {
+        "type": "SCHEMA",
+        "stream": stream,
+        "schema": {"type": "object", "properties": properties or {}},
+        "key_properties": key_properties or [],
+    }
+
+
+def record(stream: str, rec: dict[str, Any]) -> dict[str, Any]:
+    """A RECORD message."""
+    return {"type": "RECORD", "stream": stream, "record": rec}
+
+
+def state(value: dict[str, Any]) -> dict[str, Any]:
+    """A STATE message."""
+    return {"type": "STATE", "value": value}
+
+
+@pytest.fixture
+def run_target(tmp_path: Path):
+    """Run `target-aha --config <file>` with Singer messages on stdin."""
+    counter = iter(range(1000))
+
+    def run(
+        config: dict[str, Any],
+        messages: list[dict[str, Any] | str],
+        *,
+        sandbox: Sandbox | None = None,
+        timeout: float = 120,
+        extra_args: tuple[str, ...] = (),
+    ) -> Run:
+        n = next(counter)
+        full = dict(config)
+        if sandbox is not None:
+            full.setdefault("base_url", sandbox.base_url)
+            full.setdefault("api_key", TOKEN)
+        results_path = tmp_path / f"results-{n}.jsonl"
+        full.setdefault("results_path", str(results_path))
+        full.setdefault("ledger_path", "")
+        config_path = tmp_path / f"config-{n}.json"
+        config_path.write_text(json.dumps(full))
+        stdin = "".join(
+            (m if isinstance(m, str) else json.dumps(m)) + "\n" for m in messages
+        )
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TARGET_AHA_")}
+        proc = subprocess.run(
+            [EXECUTABLE, "--config", str(config_path), *extra_args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=env,
+            check=False,
+        )
+        return Run(proc.returncode, proc.stdout, proc.stderr, Path(full["results_path"]))
+
+    return run
