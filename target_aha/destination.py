@@ -124,7 +124,9 @@ class Destination:
             )
         write_mode = entry.get("write_mode", "upsert")
         if write_mode not in WRITE_MODES:
-            raise ConfigError(f"{where}.write_mode must be 'upsert' or 'create', not {write_mode!r}.")
+            raise ConfigError(
+                f"{where}.write_mode must be 'upsert' or 'create', not {write_mode!r}."
+            )
         key_property = entry.get("key_property")
         if key_property is not None and not isinstance(key_property, str):
             raise ConfigError(f"{where}.key_property must be a field name (a string).")
@@ -138,7 +140,9 @@ class Destination:
                 p: Pattern.parse(entry.get(p, "{" + p + "}"), f"{where}.{p}")
                 for p in template.params
             },
-            exclude=frozenset(parse_list(entry.get("exclude_attributes"), f"{where}.exclude_attributes")),
+            exclude=frozenset(
+                parse_list(entry.get("exclude_attributes"), f"{where}.exclude_attributes")
+            ),
             headers=parse_headers(entry.get("request_headers"), f"{where}.request_headers"),
             key_property=key_property,
             webhook_url=webhook,

@@ -1,0 +1,129 @@
+"""Unit tests of pure logic: parameter patterns, encoding, wrapping, the dispatcher's ordering."""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import random
+import threading
+import time
+
+import pytest
+
+from target_aha.client import Verdict, classify
+from target_aha.destination import Destination, Pattern, parse_headers
+from target_aha.dispatch import Dispatcher
+from target_aha.endpoints import TEMPLATES
+from target_aha.errors import ConfigError, RecordError
+from target_aha.shaping import build_request, encode_segment, to_json_value, wrap
+
+
+def test_every_template_param_comes_from_its_path() -> None:
+    assert TEMPLATES["update_goal"].params == ("product_id", "goal_id")
+    assert TEMPLATES["create_team"].params == ()
+    assert len(TEMPLATES) == 11
+
+
+def test_pattern_literal_and_placeholders() -> None:
+    assert Pattern.parse("PRJ1-R-1", "x").render({}, "p") == "PRJ1-R-1"
+    pattern = Pattern.parse("PRJ1-R-{n}", "x")
+    assert pattern.fields == {"n"}
+    assert pattern.render({"n": 3}, "p") == "PRJ1-R-3"
+    with pytest.raises(RecordError, match="'n'"):
+        pattern.render({}, "p")
+    with pytest.raises(ConfigError):
+        Pattern.parse("{unclosed", "streams.s.release_id")
+
+
+@pytest.mark.parametrize(("value", "encoded"), [("a/b", "a%2Fb"), ("x?y#z", "x%3Fy%23z"),
+                                                 ("..x", "..x"), ("é", "%C3%A9")])
+def test_encode_segment(value: str, encoded: str) -> None:
+    assert encode_segment(value, "p") == encoded
+
+
+def test_to_json_value() -> None:
+    value = {
+        "d": dt.date(2026, 1, 2),
+        "t": dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc),
+        "n": [decimal.Decimal("1.50"), decimal.Decimal("2")],
+    }
+    assert to_json_value(value) == {"d": "2026-01-02", "t": "2026-01-02T03:04:05+00:00",
+                                    "n": [1.5, 2]}
+
+
+def test_wrap_rules() -> None:
+    assert wrap({"name": "x"}, "feature", None) == {"feature": {"name": "x"}}
+    assert wrap({"feature": {"name": "x"}}, "feature", None) == {"feature": {"name": "x"}}
+    assert wrap({"a": 1}, "custom_object_record", "custom_fields") == {
+        "custom_object_record": {"custom_fields": {"a": 1}}}
+    assert wrap({"custom_fields": {"a": 1}}, "custom_object_record", "custom_fields") == {
+        "custom_object_record": {"custom_fields": {"a": 1}}}
+    assert wrap({"x": 1}, None, None) is None
+
+
+def test_build_request_drops_consumed_and_excluded() -> None:
+    dest = Destination.from_entry(
+        "s", {"endpoint": "update_goal", "product_id": "PRJ1", "goal_id": "{g}",
+              "exclude_attributes": "secret, other"},
+    )
+    req = build_request(dest, {"g": "PRJ1-G-1", "name": "n", "secret": 1, "other": 2}, True)
+    assert (req.method, req.path) == ("PUT", "/products/PRJ1/goals/PRJ1-G-1")
+    assert req.body == {"goal": {"name": "n"}}
+    assert req.query == {"disable_mailers": "true"}
+
+
+def test_parse_headers() -> None:
+    assert parse_headers("a:1, b : 2", "h") == {"a": "1", "b": "2"}
+    with pytest.raises(ConfigError):
+        parse_headers("no-colon", "h")
+
+
+def test_classify() -> None:
+    assert classify(201) is Verdict.OK
+    assert classify(429) is Verdict.RETRY
+    assert classify(503) is Verdict.RETRY
+    assert classify(401) is Verdict.FATAL
+    assert classify(422) is Verdict.REJECTED
+
+
+def test_dispatcher_keeps_per_key_order_under_concurrency() -> None:
+    dispatcher = Dispatcher(concurrency=8)
+    seen: dict[str, list[int]] = {}
+    lock = threading.Lock()
+    rng = random.Random(1)
+
+    def work(key: str, i: int) -> None:
+        time.sleep(rng.random() / 500)
+        with lock:
+            seen.setdefault(key, []).append(i)
+
+    for i in range(400):
+        key = f"k{i % 7}"
+        dispatcher.submit(lambda key=key, i=i: work(key, i), [key])
+    dispatcher.join()
+    for key, order in seen.items():
+        assert order == sorted(order), key
+    assert sum(len(v) for v in seen.values()) == 400
+
+
+def test_dispatcher_runs_unrelated_work_concurrently() -> None:
+    dispatcher = Dispatcher(concurrency=4)
+    barrier = threading.Barrier(4, timeout=10)  # only passes if 4 tasks run at once
+    for _ in range(8):
+        dispatcher.submit(barrier.wait)
+    dispatcher.join()
+
+
+def test_dispatcher_fatal_error_stops_and_reraises() -> None:
+    dispatcher = Dispatcher(concurrency=2)
+    ran = []
+
+    def boom() -> None:
+        raise ConfigError("boom")
+
+    dispatcher.submit(boom, ["k"])
+    for i in range(5):
+        dispatcher.submit(lambda i=i: ran.append(i), ["k"])
+    with pytest.raises(ConfigError, match="boom"):
+        dispatcher.join()
+    assert ran == []
