@@ -176,7 +176,7 @@ class DryRunSender:
         self.sent = 0
         self._lock = threading.Lock()
 
-    def send(self, request: Request, where: str) -> Answer | None:  # noqa: ARG002
+    def send(self, request: Request, where: str) -> Answer | None:
         """Print the request; None means nothing was sent."""
         line = {
             "method": request.method,
@@ -269,7 +269,7 @@ class Dispatcher:
             if self._fatal is None:
                 try:
                     task.work()
-                except BaseException as exc:  # noqa: BLE001 - handed to the main thread
+                except BaseException as exc:
                     with self._lock:
                         self._fatal = self._fatal or exc
             self._finish(task)

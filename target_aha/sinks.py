@@ -50,7 +50,7 @@ class AhaSink(BatchSink):
             return None
         return "|".join(str(v) for v in values)
 
-    def process_record(self, record: dict, context: dict) -> None:  # noqa: ARG002
+    def process_record(self, record: dict, context: dict) -> None:
         """Shape the record and hand it to the dispatcher (sending starts at once)."""
         self._position += 1
         key = self.key_of(record)
@@ -69,7 +69,7 @@ class AhaSink(BatchSink):
             order.append(("object", request.path))
         self.run.dispatcher.submit(functools.partial(self._deliver, request, key, where), order)
 
-    def process_batch(self, context: dict) -> None:  # noqa: ARG002
+    def process_batch(self, context: dict) -> None:
         """Wait until every record handed over so far is settled (or raise the fatal error)."""
         self.run.dispatcher.join()
 

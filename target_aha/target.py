@@ -22,7 +22,7 @@ from singer_sdk.io_base import SingerReader
 from singer_sdk.singerlib.exceptions import InvalidInputLine
 
 from target_aha.client import AhaClient
-from target_aha.destination import Destination, unmapped_stream
+from target_aha.destination import Destination
 from target_aha.dispatch import Dispatcher, DryRunSender, RateGate, Sender
 from target_aha.errors import ConfigError, InputError, TargetAhaError
 from target_aha.results import Results
