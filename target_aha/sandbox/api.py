@@ -1,0 +1,296 @@
+"""The /api/v1 routes: Aha!'s paths, validation and answers, on top of the Store.
+
+Nothing here knows HTTP: a `Call` (method, decoded path segments, query, parsed body) goes in,
+a status and a JSON payload come out, so the rules can be read in one place.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from functools import partial
+from typing import Any
+
+from .store import KINDS, ApiError, Entry, Store, not_found
+
+Response = tuple[int, Any]
+
+# Kinds whose create needs a non-empty name, as Aha! validates them.
+NAMED_KINDS = frozenset({"feature", "epic", "goal", "initiative", "team", "idea"})
+DEFAULT_PER_PAGE = 30
+MAX_PER_PAGE = 200
+
+
+@dataclass(frozen=True)
+class Call:
+    """One authenticated /api/v1 request, as the routes need it."""
+
+    method: str
+    segments: tuple[str, ...]  # decoded, after /api/v1
+    query: Mapping[str, str]
+    body: Any
+    body_error: str | None  # why the body could not be decoded, if it could not
+    forbidden: frozenset[str]  # upper-cased ids / prefixes of products the token may not touch
+
+
+Handler = Callable[..., Response]
+
+
+class AhaApi:
+    """Routes a Call to the handler of its path and turns ApiError into Aha!'s error answer."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        show, update = self._show, self._update
+        # (method, path pattern, handler); "*" captures one segment, passed to the handler.
+        self._routes: list[tuple[str, tuple[str, ...], Handler]] = [
+            ("GET", ("me",), self._me),
+            ("GET", ("products", "*"), partial(show, "product")),
+            ("GET", ("products", "*", "releases"), partial(self._list_in_product, "release")),
+            ("GET", ("products", "*", "epics"), partial(self._list_in_product, "epic")),
+            ("POST", ("products", "*", "epics"), partial(self._create_in_product, "epic")),
+            ("GET", ("products", "*", "goals"), partial(self._list_in_product, "goal")),
+            ("POST", ("products", "*", "goals"), partial(self._create_in_product, "goal")),
+            ("GET", ("products", "*", "goals", "*"), partial(self._show_in_product, "goal")),
+            ("PUT", ("products", "*", "goals", "*"), partial(self._update_in_product, "goal")),
+            ("GET", ("products", "*", "initiatives"), partial(self._list_in_product, "initiative")),
+            ("POST", ("products", "*", "initiatives"),
+             partial(self._create_in_product, "initiative")),
+            ("GET", ("products", "*", "initiatives", "*"),
+             partial(self._show_in_product, "initiative")),
+            ("PUT", ("products", "*", "initiatives", "*"),
+             partial(self._update_in_product, "initiative")),
+            ("GET", ("products", "*", "ideas"), partial(self._list_in_product, "idea")),
+            ("POST", ("products", "*", "ideas"), partial(self._create_in_product, "idea")),
+            ("GET", ("products", "*", "custom_objects", "*", "records"), self._list_records),
+            ("POST", ("products", "*", "custom_objects", "*", "records"), self._create_record),
+            ("GET", ("releases", "*"), partial(show, "release")),
+            ("GET", ("releases", "*", "features"), partial(self._list_in_release, "feature")),
+            ("POST", ("releases", "*", "features"), partial(self._create_in_release, "feature")),
+            ("GET", ("releases", "*", "epics"), partial(self._list_in_release, "epic")),
+            ("POST", ("releases", "*", "epics"), partial(self._create_in_release, "epic")),
+            ("GET", ("epics", "*"), partial(show, "epic")),
+            ("PUT", ("epics", "*"), partial(update, "epic")),
+            ("DELETE", ("epics", "*"), partial(self._delete, "epic")),
+            ("GET", ("features", "*"), partial(show, "feature")),
+            ("PUT", ("features", "*"), partial(update, "feature")),
+            ("GET", ("goals", "*"), partial(show, "goal")),
+            ("PUT", ("goals", "*"), partial(update, "goal")),
+            ("GET", ("initiatives", "*"), partial(show, "initiative")),
+            ("PUT", ("initiatives", "*"), partial(update, "initiative")),
+            ("GET", ("ideas", "*"), partial(show, "idea")),
+            ("GET", ("custom_object_records", "*"), partial(show, "custom_object_record")),
+            ("PUT", ("custom_object_records", "*"), partial(update, "custom_object_record")),
+            ("GET", ("teams",), self._list_teams),
+            ("POST", ("teams",), self._create_team),
+            ("GET", ("teams", "*"), partial(show, "team")),
+            ("PUT", ("teams", "*"), partial(update, "team")),
+        ]
+
+    def handle(self, call: Call) -> Response:
+        """Answer the call; an unknown route is a 404 like an unknown object."""
+        for method, pattern, handler in self._routes:
+            if method == call.method and _matches(pattern, call.segments):
+                args = [
+                    segment
+                    for part, segment in zip(pattern, call.segments, strict=True)
+                    if part == "*"
+                ]
+                try:
+                    with self._store.lock:
+                        return handler(call, *args)
+                except ApiError as error:
+                    return error.status, error.payload()
+        return 404, not_found().payload()
+
+    # -- reads -----------------------------------------------------------------------------
+
+    def _me(self, _call: Call) -> Response:
+        return 200, {"user": dict(self._store.user)}
+
+    def _show(self, kind: str, call: Call, key: str) -> Response:
+        return 200, {kind: self._store.public(self._visible(call, kind, key))}
+
+    def _show_in_product(self, kind: str, call: Call, product_key: str, key: str) -> Response:
+        return 200, {kind: self._store.public(self._in_product(call, kind, product_key, key))}
+
+    def _list_in_product(self, kind: str, call: Call, product_key: str) -> Response:
+        product = self._visible(call, "product", product_key)
+        return self._page(
+            call, kind, self._store.entries(kind, lambda e: e.product_id == product.id)
+        )
+
+    def _list_in_release(self, kind: str, call: Call, release_key: str) -> Response:
+        release = self._visible(call, "release", release_key)
+        return self._page(
+            call, kind, self._store.entries(kind, lambda e: e.container_id == release.id)
+        )
+
+    def _list_records(self, call: Call, product_key: str, table_key: str) -> Response:
+        product = self._visible(call, "product", product_key)
+        table = self._store.table(product, table_key)
+        records = self._store.entries(
+            "custom_object_record",
+            lambda e: e.product_id == product.id and e.container_id == table.key,
+        )
+        return self._page(call, "custom_object_record", records)
+
+    def _list_teams(self, call: Call) -> Response:
+        return self._page(call, "team", self._store.entries("team"))
+
+    # -- writes ----------------------------------------------------------------------------
+
+    def _create_in_release(self, kind: str, call: Call, release_key: str) -> Response:
+        release = self._visible(call, "release", release_key)
+        product = self._store.get("product", release.product_id or "")
+        entry = self._store.create(
+            kind, _fields(call, kind, creating=True), product=product, release=release
+        )
+        return 200, {kind: self._store.public(entry)}
+
+    def _create_in_product(self, kind: str, call: Call, product_key: str) -> Response:
+        product = self._visible(call, "product", product_key)
+        release = self._store.default_release(product) if kind == "epic" else None
+        entry = self._store.create(
+            kind, _fields(call, kind, creating=True), product=product, release=release
+        )
+        return 200, {kind: self._store.public(entry)}
+
+    def _create_record(self, call: Call, product_key: str, table_key: str) -> Response:
+        product = self._visible(call, "product", product_key)
+        table = self._store.table(product, table_key)
+        kind = "custom_object_record"
+        entry = self._store.create(
+            kind, _fields(call, kind, creating=True), product=product, table=table
+        )
+        return 200, {kind: self._store.public(entry)}
+
+    def _create_team(self, call: Call) -> Response:
+        entry = self._store.create("team", _fields(call, "team", creating=True), product=None)
+        return 200, {"team": self._store.public(entry)}
+
+    def _update(self, kind: str, call: Call, key: str) -> Response:
+        entry = self._visible(call, kind, key)
+        self._store.update(entry, _fields(call, kind, creating=False))
+        return 200, {kind: self._store.public(entry)}
+
+    def _update_in_product(self, kind: str, call: Call, product_key: str, key: str) -> Response:
+        entry = self._in_product(call, kind, product_key, key)
+        self._store.update(entry, _fields(call, kind, creating=False))
+        return 200, {kind: self._store.public(entry)}
+
+    def _delete(self, kind: str, call: Call, key: str) -> Response:
+        self._store.delete(self._visible(call, kind, key))
+        return 204, None
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _visible(self, call: Call, kind: str, key: str) -> Entry:
+        """The object, 404 if unknown, 403 if it belongs to a product the token may not use."""
+        entry = self._store.get(kind, key)
+        product = self._store.find("product", entry.product_id or "")
+        if product is not None and (
+            product.id.upper() in call.forbidden or (product.ref or "").upper() in call.forbidden
+        ):
+            raise ApiError(403, "You do not have permission to access this product")
+        return entry
+
+    def _in_product(self, call: Call, kind: str, product_key: str, key: str) -> Entry:
+        """An object addressed through its product's path; another product's object is 404."""
+        product = self._visible(call, "product", product_key)
+        entry = self._store.get(kind, key)
+        if entry.product_id != product.id:
+            raise not_found()
+        return entry
+
+    def _page(self, call: Call, kind: str, entries: list[Entry]) -> Response:
+        """Aha!'s list answer: `q` and `updated_since` filters, then one page of the rest."""
+        needle = call.query.get("q", "").lower()
+        if needle:
+            entries = [entry for entry in entries if needle in _searchable(entry)]
+        if "updated_since" in call.query:
+            since = _parse_time(call.query["updated_since"])
+            entries = [entry for entry in entries if entry.updated >= since]
+        per_page = min(MAX_PER_PAGE, max(1, _int(call.query.get("per_page"), DEFAULT_PER_PAGE)))
+        page = max(1, _int(call.query.get("page"), 1))
+        chunk = entries[(page - 1) * per_page : page * per_page]
+        return 200, {
+            KINDS[kind].plural: [self._store.public(entry) for entry in chunk],
+            "pagination": {
+                "total_records": len(entries),
+                "total_pages": math.ceil(len(entries) / per_page),
+                "current_page": page,
+            },
+        }
+
+
+def _matches(pattern: tuple[str, ...], segments: tuple[str, ...]) -> bool:
+    return len(pattern) == len(segments) and all(
+        part in ("*", segment) for part, segment in zip(pattern, segments, strict=True)
+    )
+
+
+def _fields(call: Call, kind: str, *, creating: bool) -> dict[str, Any]:
+    """The object inside the body's wrapper, validated the way Aha! validates it."""
+    if call.body_error is not None:
+        raise ApiError(400, call.body_error)
+    body = call.body
+    if not isinstance(body, dict):
+        raise ApiError(400, f"Request body must be a JSON object with a '{kind}' key")
+    fields = body.get(kind)
+    if not isinstance(fields, dict):
+        raise ApiError(400, f"param is missing or the value is empty: {kind}")
+    if _contains(body, "FAIL-400"):
+        raise ApiError(400, "Bad request (the FAIL-400 test hook)")
+    if fields.get("name") == "FAIL-422":
+        raise ApiError(422, "Validation failed: Name is invalid (the FAIL-422 test hook)")
+    if kind in NAMED_KINDS and (creating or "name" in fields) and _blank(fields.get("name")):
+        raise ApiError(422, "Validation failed: Name can't be blank")
+    if (
+        kind == "custom_object_record"
+        and (creating or "custom_fields" in fields)
+        and not isinstance(fields.get("custom_fields"), (dict, list))
+    ):
+        raise ApiError(422, "Validation failed: Custom fields can't be blank")
+    return copy.deepcopy(fields)
+
+
+def _blank(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+def _contains(value: Any, needle: str) -> bool:
+    """Whether `needle` is any string value anywhere inside `value`."""
+    if isinstance(value, dict):
+        return any(_contains(item, needle) for item in value.values())
+    if isinstance(value, list):
+        return any(_contains(item, needle) for item in value)
+    return value == needle
+
+
+def _searchable(entry: Entry) -> str:
+    """What `q=` searches: the name, or for custom table records every field value."""
+    if entry.kind.name == "custom_object_record":
+        values = [item["value"] for item in entry.data.get("custom_fields", [])]
+        return "\n".join(str(value) for value in values if value is not None).lower()
+    return str(entry.data.get("name") or "").lower()
+
+
+def _parse_time(text: str) -> datetime:
+    """An ISO-8601 date or date-time (`Z` allowed); no zone means UTC. Garbage is a 400."""
+    try:
+        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise ApiError(400, f"Invalid updated_since: {text!r}") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def _int(text: str | None, default: int) -> int:
+    """A paging parameter; Aha! ignores ones that are not integers."""
+    try:
+        return int(text) if text is not None else default
+    except ValueError:
+        return default

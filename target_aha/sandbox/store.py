@@ -1,0 +1,392 @@
+"""In-memory Aha! objects: ids, reference numbers, containers and the seed data.
+
+One re-entrant lock guards everything, so HTTP handler threads and the test-facing `Sandbox`
+methods always see a consistent store. Callers that need several steps to be atomic (resolve a
+container, validate, then write) hold `Store.lock` around all of them.
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+
+class ApiError(Exception):
+    """An answer in Aha!'s error shape, raised below the HTTP layer and sent as JSON by it."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+    def payload(self) -> dict[str, Any]:
+        """The body Aha! sends for most errors."""
+        return {"errors": {"message": self.message}}
+
+
+def not_found() -> ApiError:
+    """Aha!'s answer for an unknown object, container or route."""
+    return ApiError(404, "Record not found")
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One type of Aha! object: its JSON wrapper key (= name), URL plural and reference format."""
+
+    name: str
+    plural: str
+    # Middle part of the reference number: "E" gives PRJ1-E-7, "" gives PRJ1-7 (features);
+    # None means the object has no reference number (products use their prefix instead).
+    ref_infix: str | None
+
+
+KINDS: dict[str, Kind] = {
+    kind.name: kind
+    for kind in (
+        Kind("product", "products", None),
+        Kind("release", "releases", "R"),
+        Kind("epic", "epics", "E"),
+        Kind("feature", "features", ""),
+        Kind("goal", "goals", "G"),
+        Kind("initiative", "initiatives", "S"),
+        Kind("idea", "ideas", "I"),
+        Kind("custom_object_record", "custom_object_records", None),
+        Kind("team", "teams", None),
+    )
+}
+
+
+@dataclass(frozen=True)
+class CustomField:
+    """One column of a custom table, as Aha! describes it in a record's `custom_fields`."""
+
+    key: str
+    name: str
+    type: str
+
+
+@dataclass(frozen=True)
+class CustomTable:
+    """A custom table (custom object) of a product; records must only use its field keys."""
+
+    key: str
+    name: str
+    product_id: str
+    fields: tuple[CustomField, ...]
+
+    def field(self, key: str) -> CustomField:
+        """The column `key`, or a 422 like Aha! gives for an unknown field key."""
+        for column in self.fields:
+            if column.key == key:
+                return column
+        raise ApiError(
+            422, f"Validation failed: Unknown custom field key '{key}' for table '{self.key}'"
+        )
+
+
+@dataclass
+class Entry:
+    """A stored object: its public JSON plus what the store needs to find and guard it."""
+
+    kind: Kind
+    id: str
+    ref: str | None
+    product_id: str | None  # owning product (the product itself for products; None for teams)
+    container_id: str | None  # release id (features, epics), table key (records), product id
+    data: dict[str, Any]
+    # Fields the client may not overwrite (id, reference number, container, timestamps, ...).
+    system: dict[str, Any]
+    updated: datetime
+
+
+def now_utc() -> datetime:
+    """The current time, timezone-aware, truncated to Aha!'s millisecond precision."""
+    now = datetime.now(timezone.utc)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
+def iso(moment: datetime) -> str:
+    """Aha!'s timestamp format: `2026-11-27T10:00:00.123Z`."""
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class Store:
+    """All objects of one sandbox, with Aha!'s id and reference-number rules."""
+
+    def __init__(self, id_seed: int) -> None:
+        self.lock = threading.RLock()
+        # Ids come from their own seeded generator that survives reset(), so an id handed out
+        # before a reset never names a different object afterwards (a stale ledger gets 404).
+        self._id_rng = random.Random(id_seed)
+        self._issued: set[str] = set()
+        self._site_url = ""
+        self._entries: dict[str, dict[str, Entry]] = {name: {} for name in KINDS}
+        self._refs: dict[str, dict[str, Entry]] = {name: {} for name in KINDS}
+        self._counters: dict[tuple[str, str], int] = {}
+        self._tables: dict[tuple[str, str], CustomTable] = {}
+        self._default_release: dict[str, str] = {}
+        self.user: dict[str, Any] = {}
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def reset(self, site_url: str) -> None:
+        """Forget every object and load the seed data; `site_url` prefixes objects' urls."""
+        with self.lock:
+            self._site_url = site_url
+            for kind in KINDS:
+                self._entries[kind].clear()
+                self._refs[kind].clear()
+            self._counters.clear()
+            self._tables.clear()
+            self._default_release.clear()
+            self._seed()
+
+    def _seed(self) -> None:
+        stamp = iso(now_utc())
+        self.user = {
+            "id": self._new_id(),
+            "name": "Sandbox User",
+            "email": "sandbox@example.com",
+            "created_at": stamp,
+            "updated_at": stamp,
+        }
+        first = self._add_product("PRJ1", "Sandbox Product")
+        second = self._add_product("PRJ2", "Second Product")
+        release_1 = self.create("release", {"name": "Release 1"}, product=first)
+        self.create("release", {"name": "Release 2"}, product=first)
+        other_release = self.create("release", {"name": "Release 1"}, product=second)
+        self._default_release[first.id] = release_1.id
+        self._default_release[second.id] = other_release.id
+        vendors = CustomTable(
+            key="vendors",
+            name="Vendors",
+            product_id=first.id,
+            fields=(
+                CustomField("name", "Name", "string"),
+                CustomField("contact_email", "Contact email", "email"),
+                CustomField("tier", "Tier", "string"),
+                CustomField("since", "Since", "date"),
+            ),
+        )
+        self._tables[(first.id, vendors.key)] = vendors
+        self.create("epic", {"name": "Seed epic"}, product=first, release=release_1)
+
+    def _add_product(self, prefix: str, name: str) -> Entry:
+        return self._add(
+            KINDS["product"], {"name": name}, ref=prefix, product_id=None, container_id=None,
+            extra={"reference_prefix": prefix},
+        )
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def find(self, kind: str, key: str) -> Entry | None:
+        """The object of `kind` whose id or reference number (any case) is `key`."""
+        with self.lock:
+            return self._entries[kind].get(key) or self._refs[kind].get(key.upper())
+
+    def get(self, kind: str, key: str) -> Entry:
+        """Like find(), but a missing object is Aha!'s 404."""
+        entry = self.find(kind, key)
+        if entry is None:
+            raise not_found()
+        return entry
+
+    def entries(self, kind: str, keep: Callable[[Entry], bool] = lambda _: True) -> list[Entry]:
+        """Objects of `kind` in creation order, filtered by `keep`."""
+        with self.lock:
+            return [entry for entry in self._entries[kind].values() if keep(entry)]
+
+    def public(self, entry: Entry) -> dict[str, Any]:
+        """A copy of the object's JSON, safe to hand to another thread or serialize later."""
+        with self.lock:
+            return copy.deepcopy(entry.data)
+
+    def table(self, product: Entry, key: str) -> CustomTable:
+        """The product's custom table `key`, or 404."""
+        with self.lock:
+            table = self._tables.get((product.id, key))
+        if table is None:
+            raise not_found()
+        return table
+
+    def default_release(self, product: Entry) -> Entry:
+        """Where `POST /products/{id}/epics` puts an epic."""
+        with self.lock:
+            return self._entries["release"][self._default_release[product.id]]
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def create(
+        self,
+        kind: str,
+        fields: dict[str, Any],
+        *,
+        product: Entry | None,
+        release: Entry | None = None,
+        table: CustomTable | None = None,
+    ) -> Entry:
+        """Store a new object in its container and give it an id and a reference number."""
+        with self.lock:
+            spec = KINDS[kind]
+            if "custom_fields" in fields:
+                # Validate before anything is stored or a reference number is used up.
+                values = _custom_fields(table, [], fields["custom_fields"])
+                fields = {**fields, "custom_fields": values}
+            ref = None
+            if spec.ref_infix is not None and product is not None:
+                counter = (product.id, kind)
+                self._counters[counter] = self._counters.get(counter, 0) + 1
+                middle = f"{spec.ref_infix}-" if spec.ref_infix else ""
+                ref = f"{product.ref}-{middle}{self._counters[counter]}"
+            extra: dict[str, Any] = {}
+            container_id = product.id if product is not None else None
+            if release is not None:
+                extra["release"] = {
+                    "id": release.id,
+                    "reference_num": release.ref,
+                    "name": release.data.get("name"),
+                }
+                container_id = release.id
+            elif product is not None:
+                extra["product_id"] = product.id
+            if table is not None:
+                extra["key"] = table.key
+                container_id = table.key
+            return self._add(
+                spec, fields, ref=ref, product_id=product.id if product else None,
+                container_id=container_id, extra=extra,
+            )
+
+    def update(self, entry: Entry, fields: dict[str, Any]) -> None:
+        """Merge `fields` into the object like Aha!'s PUT: omitted fields stay as they are."""
+        with self.lock:
+            merged = {**entry.data, **fields}
+            if "custom_fields" in fields:
+                table = (
+                    self._tables.get((entry.product_id or "", entry.container_id or ""))
+                    if entry.kind.name == "custom_object_record"
+                    else None
+                )
+                merged["custom_fields"] = _custom_fields(
+                    table, entry.data.get("custom_fields", []), fields["custom_fields"]
+                )
+            entry.updated = now_utc()
+            entry.system["updated_at"] = iso(entry.updated)
+            merged.update(entry.system)
+            entry.data = merged
+
+    def delete(self, entry: Entry) -> None:
+        """Remove the object and everything inside it (a release's features, a product's all)."""
+        with self.lock:
+            self._entries[entry.kind.name].pop(entry.id, None)
+            if entry.ref is not None:
+                self._refs[entry.kind.name].pop(entry.ref.upper(), None)
+            if entry.kind.name == "product":
+                for key in [key for key in self._tables if key[0] == entry.id]:
+                    del self._tables[key]
+            inside = [
+                other
+                for kind in self._entries.values()
+                for other in kind.values()
+                if other.container_id == entry.id
+                or (entry.kind.name == "product" and other.product_id == entry.id)
+            ]
+            for other in inside:
+                self.delete(other)
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _new_id(self) -> str:
+        """A 19-digit id, unique over the store's whole life (Aha! ids are strings in JSON)."""
+        while True:
+            candidate = str(self._id_rng.randrange(10**18, 10**19))
+            if candidate not in self._issued:
+                self._issued.add(candidate)
+                return candidate
+
+    def _add(
+        self,
+        kind: Kind,
+        fields: dict[str, Any],
+        *,
+        ref: str | None,
+        product_id: str | None,
+        container_id: str | None,
+        extra: dict[str, Any],
+    ) -> Entry:
+        entry_id = self._new_id()
+        handle = ref or entry_id
+        created = now_utc()
+        system: dict[str, Any] = {"id": entry_id}
+        if ref is not None and kind.ref_infix is not None:
+            system["reference_num"] = ref
+        system.update(extra)
+        system["url"] = f"{self._site_url}/{kind.plural}/{handle}"
+        system["resource"] = f"{self._site_url}/api/v1/{kind.plural}/{handle}"
+        system["created_at"] = iso(created)
+        system["updated_at"] = iso(created)
+        entry = Entry(
+            kind=kind,
+            id=entry_id,
+            ref=ref,
+            product_id=entry_id if kind.name == "product" else product_id,
+            container_id=container_id,
+            data={**fields, **system},
+            system=system,
+            updated=created,
+        )
+        self._entries[kind.name][entry_id] = entry
+        if ref is not None:
+            self._refs[kind.name][ref.upper()] = entry
+        return entry
+
+
+def _custom_fields(
+    table: CustomTable | None, existing: list[dict[str, Any]], incoming: Any
+) -> list[dict[str, Any]]:
+    """Merge custom field values and answer them in Aha!'s list form.
+
+    Aha! accepts an object keyed by field key or a list of `{"key", "value"}`, and always
+    answers a list of `{"key", "name", "value", "type"}`. Custom table records are checked
+    against their table's columns (`table`); other objects accept any key, since the sandbox
+    has no per-product custom field definitions for them.
+    """
+    if isinstance(incoming, dict):
+        pairs = list(incoming.items())
+    elif isinstance(incoming, list) and all(
+        isinstance(item, dict) and isinstance(item.get("key"), str) for item in incoming
+    ):
+        pairs = [(item["key"], item.get("value")) for item in incoming]
+    else:
+        raise ApiError(
+            422, "Validation failed: Custom fields must be an object or a list of {key, value}"
+        )
+    values = {item["key"]: item["value"] for item in existing}
+    for key, value in pairs:
+        if table is not None:
+            table.field(key)
+        values[key] = value
+    if table is not None:
+        columns = [column for column in table.fields if column.key in values]
+    else:
+        columns = [CustomField(key, key, _value_type(values[key])) for key in values]
+    return [
+        {"key": column.key, "name": column.name, "value": values[column.key], "type": column.type}
+        for column in columns
+    ]
+
+
+def _value_type(value: Any) -> str:
+    """A plausible Aha! field type for a value sent to a field the sandbox has no definition of."""
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, list):
+        return "array"
+    return "string"
