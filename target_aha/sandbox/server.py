@@ -137,14 +137,12 @@ class Handler(BaseHTTPRequestHandler):
         if verdict.action == "answer":
             self._answer(entry, verdict, verdict.status, verdict.payload)
         elif verdict.action == "drop":
-            self._hang_up()
-            engine.log.settle(entry, None, verdict.fault)
+            self._hang_up(entry, verdict)
         else:
             status, payload = engine.call(self.command, segments[2:], query, body, body_error)
             if verdict.action == "commit_timeout":
                 engine.stopping.wait(verdict.hang)
-                self._hang_up()
-                engine.log.settle(entry, None, verdict.fault)
+                self._hang_up(entry, verdict)
             else:
                 self._answer(entry, verdict, status, payload)
 
@@ -227,8 +225,9 @@ class Handler(BaseHTTPRequestHandler):
         if data:
             self.wfile.write(data)
 
-    def _hang_up(self) -> None:
+    def _hang_up(self, entry: dict[str, Any], verdict: Verdict) -> None:
         """Close the connection without a byte of answer; the client sees it end."""
+        self.server.engine.log.settle(entry, None, verdict.fault)
         self.close_connection = True
         _shutdown(self.connection)
 
