@@ -1,0 +1,147 @@
+"""Print what a target-aha run created in the local sandbox, as a user would look at Aha!.
+
+    python demo/show.py [BASE_URL] [--results output/aha-results.jsonl]
+
+BASE_URL is the sandbox's API root (default: $TARGET_AHA_BASE_URL), e.g.
+http://127.0.0.1:PORT/api/v1. The objects are read from the sandbox's admin endpoints
+(/__sandbox/objects/<kind>, /__sandbox/requests), which need no token. Standard library only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+import urllib.request
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+KINDS = ("feature", "epic", "goal", "initiative", "custom_object_record", "team")
+TITLES = {
+    "feature": "Features",
+    "epic": "Epics",
+    "goal": "Goals",
+    "initiative": "Initiatives",
+    "custom_object_record": "Custom table records",
+    "team": "Teams",
+}
+# Upstream key fields of the demo streams, shown so a reader can match objects to input rows.
+KEY_FIELDS = ("request_id", "okr_id")
+
+
+def admin_root(base_url: str) -> str:
+    """http://host:port/api/v1 -> http://host:port."""
+    return re.sub(r"/api/v1/?$", "", base_url.rstrip("/"))
+
+
+def get_json(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return json.load(response)
+
+
+def natural(text: str) -> list[Any]:
+    """Sort key so that PRJ1-2 comes before PRJ1-10."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text)]
+
+
+def cut(text: Any, width: int) -> str:
+    text = "" if text is None else str(text)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def table(headers: list[str], rows: list[list[Any]], widths: list[int]) -> list[str]:
+    def line(cells: list[Any]) -> str:
+        padded = (cut(c, w).ljust(w) for c, w in zip(cells, widths, strict=True))
+        return ("  " + "  ".join(padded)).rstrip()
+
+    return [line(headers), line(["-" * w for w in widths]), *(line(r) for r in rows)]
+
+
+def release(obj: dict[str, Any]) -> str:
+    value = obj.get("release")
+    if isinstance(value, dict):
+        return str(value.get("reference_num") or value.get("name") or value.get("id"))
+    return ""
+
+
+def upstream_key(obj: dict[str, Any]) -> str:
+    for field in KEY_FIELDS:
+        if obj.get(field):
+            return str(obj[field])
+    return ""
+
+
+def show_objects(kind: str, objects: list[dict[str, Any]]) -> list[str]:
+    out = [f"{TITLES[kind]} ({len(objects)})"]
+    if kind == "custom_object_record":
+        rows = []
+        for obj in objects:
+            fields = {f.get("key"): f.get("value") for f in obj.get("custom_fields") or []}
+            rows.append([obj.get("key"), obj.get("id"), fields.get("name"),
+                         " | ".join(str(v) for k, v in fields.items() if k != "name")])
+        rows.sort(key=lambda r: (str(r[0]), str(r[2])))
+        return out + table(["TABLE", "ID", "NAME", "OTHER FIELDS"], rows, [8, 19, 26, 60])
+    if kind == "team":
+        rows = [[obj.get("id"), obj.get("name")] for obj in objects]
+        return out + table(["ID", "NAME"], rows, [19, 50])
+    rows = [[obj.get("reference_num") or obj.get("id"), release(obj), obj.get("name"),
+             upstream_key(obj)] for obj in objects]
+    rows.sort(key=lambda r: natural(str(r[0])))
+    return out + table(["REFERENCE", "RELEASE", "NAME", "FROM"], rows, [10, 9, 44, 14])
+
+
+def show_results(path: Path) -> list[str]:
+    lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    status = Counter(line.get("status") for line in lines)
+    succeeded = [line for line in lines if line.get("status") == "succeeded"]
+    operation = Counter(line.get("operation") for line in succeeded)
+    by_stream = Counter(line.get("stream") for line in lines)
+    out = [f"Results file {path}: {len(lines)} lines ("
+           + ", ".join(f"{n} {s}" for s, n in sorted(status.items())) + ")"]
+    if operation:
+        out.append("  succeeded: " + ", ".join(f"{n} {op}" for op, n in sorted(operation.items())))
+    out.append("  per stream: " + ", ".join(f"{s} {n}" for s, n in sorted(by_stream.items())))
+    for line in lines:
+        if line.get("status") == "rejected":
+            out.append(f"  rejected {line.get('stream')} {line.get('key')}: {line.get('error')}")
+    return out
+
+
+def show_requests(requests: list[dict[str, Any]]) -> list[str]:
+    writes = [r for r in requests if r.get("method") != "GET"]
+    methods = Counter(r.get("method") for r in requests)
+    statuses = Counter(r.get("status") for r in requests)
+    quiet = sum(1 for r in writes if (r.get("query") or {}).get("disable_mailers") == "true")
+    return [
+        f"Requests the sandbox received: {len(requests)} ("
+        + ", ".join(f"{m} {n}" for m, n in sorted(methods.items())) + "; answers "
+        + ", ".join(f"{s}: {n}" for s, n in sorted(statuses.items(), key=str)) + ")",
+        f"  writes with disable_mailers=true: {quiet} of {len(writes)}",
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("base_url", nargs="?", default=os.environ.get("TARGET_AHA_BASE_URL"))
+    parser.add_argument("--results", type=Path, help="target-aha's results file to summarize")
+    args = parser.parse_args(argv)
+    if not args.base_url:
+        parser.error("give the sandbox's base URL or set TARGET_AHA_BASE_URL")
+    root = admin_root(args.base_url)
+    out = [f"What the sandbox at {args.base_url} now holds:", ""]
+    for kind in KINDS:
+        objects = get_json(f"{root}/__sandbox/objects/{kind}")
+        if objects:
+            out += [*show_objects(kind, objects), ""]
+    out += show_requests(get_json(f"{root}/__sandbox/requests"))
+    if args.results and args.results.exists():
+        out += ["", *show_results(args.results)]
+    print("\n".join(out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
