@@ -279,6 +279,8 @@ def test_object_deleted_behind_the_apis_back(sandbox: Sandbox) -> None:
     # Deleting a release deletes what it contains.
     sandbox.delete_object("release", "PRJ1-R-1")
     assert sandbox.objects("epic") == []
+    # ... and a product whose default release is gone cannot take epics there.
+    assert call(sandbox, "POST", "/products/PRJ1/epics", {"epic": {"name": "E"}}).status == 404
 
 
 # -- validation ------------------------------------------------------------------------------

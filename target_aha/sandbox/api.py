@@ -7,6 +7,7 @@ a status and a JSON payload come out, so the rules can be read in one place.
 from __future__ import annotations
 
 import copy
+import logging
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from typing import Any
 
 from .store import KINDS, ApiError, Entry, Store, not_found
 
+LOG = logging.getLogger(__name__)
 Response = tuple[int, Any]
 
 # Kinds whose create needs a non-empty name, as Aha! validates them.
@@ -104,6 +106,10 @@ class AhaApi:
                         return handler(call, *args)
                 except ApiError as error:
                     return error.status, error.payload()
+                except Exception:
+                    # A sandbox bug must still answer (and settle the log), not kill the thread.
+                    LOG.exception("sandbox error on %s /%s", call.method, "/".join(call.segments))
+                    return 500, {"errors": {"message": "Internal server error (sandbox bug)"}}
         return 404, not_found().payload()
 
     # -- reads -----------------------------------------------------------------------------

@@ -53,10 +53,10 @@ class Engine:
         seed: int,
     ) -> None:
         self.token = token
-        self.seed = seed
         self.site_url = ""  # set by Sandbox.start(); prefixes the objects' url and resource
         self.stopping = threading.Event()  # set on stop: cuts latency and commit hangs short
         self.log = RequestLog()
+        self._config_lock = threading.Lock()  # configure() is read-modify-write
         self._config = Config().updated(
             rate_per_second=rate_per_second, rate_per_minute=rate_per_minute
         )
@@ -85,7 +85,8 @@ class Engine:
         error_rate + drop_rate + commit_timeout_rate may not exceed 1 (one draw decides).
         Unknown names raise TypeError, bad values ValueError; nothing changes then.
         """
-        self._config = self._config.updated(**changes)
+        with self._config_lock:
+            self._config = self._config.updated(**changes)
 
     def config(self) -> dict[str, Any]:
         """The current settings, as configure() takes them."""

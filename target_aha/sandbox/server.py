@@ -67,6 +67,9 @@ class Handler(BaseHTTPRequestHandler):
     """One connection: routes /api/v1 to the Engine and /__sandbox/ to the admin operations."""
 
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in two writes; with Nagle on, the body waits for the client's
+    # delayed ACK (~40 ms a request), which would make every benchmark measure that instead.
+    disable_nagle_algorithm = True
     server_version = "target-aha-sandbox"
     server: SandboxHTTPServer
 

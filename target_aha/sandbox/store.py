@@ -217,7 +217,10 @@ class Store:
     def default_release(self, product: Entry) -> Entry:
         """Where `POST /products/{id}/epics` puts an epic."""
         with self.lock:
-            return self._entries["release"][self._default_release[product.id]]
+            release = self._entries["release"].get(self._default_release.get(product.id, ""))
+        if release is None:  # deleted behind the API's back
+            raise not_found()
+        return release
 
     # -- writing ---------------------------------------------------------------------------
 
