@@ -1,0 +1,74 @@
+# target-aha: developer tasks. Needs only Python >= 3.10, make and access to PyPI.
+#
+#   make install   .venv (target-aha editable + pytest, ruff), .venv-meltano (Meltano), and
+#                  the project's Meltano plugins (tap-jsonl, target-aha) under .meltano/
+#   make demo      load demo/data/ into a local Aha! sandbox with `meltano run`, print the result
+#   make test      ruff, then the whole test suite (which starts its own sandboxes)
+#   make lint      ruff only
+#   make clean     remove the virtualenvs, .meltano/ and output/
+#
+# Meltano lives in its own virtualenv: pip can install it beside singer-sdk 0.54, but only by
+# downgrading SQLAlchemy (Meltano pins sqlalchemy<2.1, click<8.6, pip<27), which would make the
+# venv the tests run in differ from what `pip install target-aha` gives a user. Meltano installs
+# target-aha (pip_url: -e .) and tap-jsonl into virtualenvs of their own anyway.
+# Re-runs are fast: each step leaves a stamp file and runs again only when its inputs change.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+MELTANO_VENV := .venv-meltano
+MELTANO_SPEC ?= meltano>=4.4,<5
+MELTANO := $(MELTANO_VENV)/bin/meltano
+
+DEV_STAMP := $(VENV)/.target-aha-dev.stamp
+MELTANO_STAMP := $(MELTANO_VENV)/.meltano.stamp
+PLUGINS_STAMP := .meltano/.plugins.stamp
+
+# Meltano: no usage statistics from developer machines or CI.
+export MELTANO_SEND_ANONYMOUS_USAGE_STATS := false
+
+.PHONY: help install demo test lint clean
+
+help:
+	@sed -n '3,9s/^# \{0,1\}//p' Makefile
+
+install: $(DEV_STAMP) $(PLUGINS_STAMP)
+
+define make_venv
+	@if [[ ! -x $(1)/bin/python ]]; then \
+		$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10))' \
+			|| { echo "make: $(PYTHON) is older than 3.10; run make PYTHON=python3.12 ..." >&2; exit 1; }; \
+		echo "Creating $(1) with $$(command -v $(PYTHON))"; \
+		$(PYTHON) -m venv $(1); \
+	fi
+endef
+
+$(DEV_STAMP): pyproject.toml
+	$(call make_venv,$(VENV))
+	$(VENV)/bin/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+$(MELTANO_STAMP):
+	$(call make_venv,$(MELTANO_VENV))
+	$(MELTANO_VENV)/bin/python -m pip install --quiet '$(MELTANO_SPEC)'
+	touch $@
+
+# Meltano installs the plugins of meltano.yml (with uv, into .meltano/<type>/<name>/venv).
+$(PLUGINS_STAMP): meltano.yml pyproject.toml $(MELTANO_STAMP)
+	$(MELTANO) install
+	touch $@
+
+demo: install
+	PYTHON=$(VENV)/bin/python MELTANO=$(MELTANO) demo/run.sh
+
+lint: $(DEV_STAMP)
+	$(VENV)/bin/ruff check target_aha tests demo
+
+test: install lint
+	MELTANO_EXECUTABLE=$(abspath $(MELTANO)) $(VENV)/bin/pytest -q tests
+
+clean:
+	rm -rf $(VENV) $(MELTANO_VENV) .meltano output .pytest_cache .ruff_cache
