@@ -75,7 +75,8 @@ run() {  # run N TITLE ARGS...: one `meltano run`, its log in $OUT, the target's
 run 1 "load the sample data" load-aha
 # Re-read every file (--full-refresh ignores the tap's bookmarks): the key ledger recognises
 # every record as already in Aha! and unchanged, so nothing is sent and nothing is duplicated.
-run 2 "load the same data again" --full-refresh load-aha
+run 2 "load the same data again: every record should be unchanged, nothing sent" \
+    --full-refresh load-aha
 
 # 3. What a user would now see in Aha!.
 echo

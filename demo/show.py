@@ -93,6 +93,25 @@ def show_objects(kind: str, objects: list[dict[str, Any]]) -> list[str]:
     return out + table(["REFERENCE", "RELEASE", "NAME", "FROM"], rows, [10, 9, 44, 14])
 
 
+def identity(kind: str, obj: dict[str, Any]) -> str:
+    """What makes two objects the same row of input: the upstream key, else the name."""
+    if kind == "custom_object_record":
+        fields = {f.get("key"): f.get("value") for f in obj.get("custom_fields") or []}
+        return f"{obj.get('key')}:{fields.get('name')}"
+    return upstream_key(obj) or str(obj.get("name"))
+
+
+def show_duplicates(everything: dict[str, list[dict[str, Any]]]) -> list[str]:
+    copies = []
+    for kind, objects in everything.items():
+        counts = Counter(identity(kind, obj) for obj in objects)
+        copies += [f"{key} x{n}" for key, n in sorted(counts.items()) if n > 1]
+    if not copies:
+        return ["Duplicates: none (one object per input row)"]
+    return [f"Duplicates: {len(copies)} input rows have more than one object: "
+            + ", ".join(copies[:6]) + (", ..." if len(copies) > 6 else "")]
+
+
 def show_results(path: Path) -> list[str]:
     lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     status = Counter(line.get("status") for line in lines)
@@ -132,10 +151,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("give the sandbox's base URL or set TARGET_AHA_BASE_URL")
     root = admin_root(args.base_url)
     out = [f"What the sandbox at {args.base_url} now holds:", ""]
+    everything: dict[str, list[dict[str, Any]]] = {}
     for kind in KINDS:
-        objects = get_json(f"{root}/__sandbox/objects/{kind}")
+        objects = everything[kind] = get_json(f"{root}/__sandbox/objects/{kind}")
         if objects:
             out += [*show_objects(kind, objects), ""]
+    out += [*show_duplicates(everything), ""]
     out += show_requests(get_json(f"{root}/__sandbox/requests"))
     if args.results and args.results.exists():
         out += ["", *show_results(args.results)]
