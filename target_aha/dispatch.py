@@ -40,6 +40,15 @@ def _rate(per_window: float, window_ms: int) -> Rate:
     return Rate(count, round(window_ms * count / per_window) + ARRIVAL_MARGIN_MS)
 
 
+def _windows(second: Rate, minute: Rate) -> list[Rate]:
+    """The windows that can bind: pyrate refuses a window that another one makes redundant."""
+    if minute.limit <= second.limit:
+        return [minute]
+    if minute.limit / minute.interval >= second.limit / second.interval:
+        return [second]
+    return [second, minute]
+
+
 class RateGate:
     """The one limiter of a run: two windows (second, minute) plus pauses Aha! asks for.
 
@@ -48,7 +57,8 @@ class RateGate:
     """
 
     def __init__(self, per_second: float, per_minute: float) -> None:
-        self._limiter = Limiter([_rate(per_second, 1000), _rate(per_minute, 60_000)], buffer_ms=5)
+        self._limiter = Limiter(_windows(_rate(per_second, 1000), _rate(per_minute, 60_000)),
+                                buffer_ms=5)
         self._lock = threading.Lock()
         self._pause_until = 0.0
         self.throttled = 0
@@ -220,12 +230,8 @@ class Dispatcher:
         self._outstanding = 0
         self._slots = threading.Semaphore(window or max(4 * concurrency, 16))
         self._fatal: BaseException | None = None
-        self._workers = [
-            threading.Thread(target=self._run, name=f"aha-sender-{i}", daemon=True)
-            for i in range(concurrency)
-        ]
-        for worker in self._workers:
-            worker.start()
+        self._concurrency = concurrency
+        self._workers: list[threading.Thread] = []
 
     def submit(self, work: Callable[[], None], keys: Iterable[Hashable] = ()) -> None:
         """Queue `work`; it starts after every earlier task sharing one of `keys` ended."""
@@ -233,6 +239,13 @@ class Dispatcher:
         if self._inline:
             work()
             return
+        if not self._workers:  # started on first use: a target that reads nothing idles
+            self._workers = [
+                threading.Thread(target=self._run, name=f"aha-sender-{i}", daemon=True)
+                for i in range(self._concurrency)
+            ]
+            for worker in self._workers:
+                worker.start()
         while not self._slots.acquire(timeout=0.2):
             self.check()
         task = _Task(work, tuple(dict.fromkeys(keys)))
@@ -263,6 +276,7 @@ class Dispatcher:
         """Stop the workers (after `join`, or when the run is ending anyway)."""
         for _ in self._workers:
             self._ready.put(None)
+        self._workers = []
 
     def _run(self) -> None:
         while (task := self._ready.get()) is not None:

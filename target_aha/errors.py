@@ -38,3 +38,8 @@ class RecordRejected(Exception):
         self.status = status
         self.answer = answer
         self.request_line = request_line
+
+
+class SchemaMismatch(Exception):
+    """A record does not match its stream's SCHEMA (raised instead of the SDK's InvalidRecord,
+    which the SDK logs with a traceback before re-raising)."""

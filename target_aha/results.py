@@ -94,3 +94,4 @@ class Results:
         """Close the file."""
         if self._file is not None:
             self._file.close()
+            self._file = None

@@ -11,16 +11,29 @@ import functools
 from collections.abc import Hashable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from singer_sdk.exceptions import InvalidRecord
 from singer_sdk.sinks import BatchSink
+from singer_sdk.sinks.core import JSONSchemaValidator
 
 from target_aha.endpoints import TEMPLATES, Template
-from target_aha.errors import FatalAhaError, RecordError, RecordRejected
+from target_aha.errors import FatalAhaError, RecordError, RecordRejected, SchemaMismatch
 from target_aha.results import Outcome, object_in
 from target_aha.shaping import build_request
 
 if TYPE_CHECKING:
     from target_aha.client import Answer, Request
     from target_aha.target import TargetAha
+
+
+class RecordValidator(JSONSchemaValidator):
+    """The SDK's validator, raising `SchemaMismatch` so the target can word the error."""
+
+    def validate(self, record: dict) -> None:
+        """Raise SchemaMismatch if the record does not match the stream's schema."""
+        try:
+            super().validate(record)
+        except InvalidRecord as exc:
+            raise SchemaMismatch(exc.error_message) from exc
 
 
 class AhaSink(BatchSink):
@@ -42,6 +55,12 @@ class AhaSink(BatchSink):
         prop = self.destination.key_property
         self.key_fields: list[str] = [prop] if prop else list(key_properties or [])
         self._position = 0
+
+    def get_validator(self) -> JSONSchemaValidator | None:
+        """Validate records as the SDK does (`validate_records`), with a readable error."""
+        if not self.validate_schema:
+            return None
+        return RecordValidator(self.schema, validate_formats=self.validate_field_string_format)
 
     def key_of(self, record: Mapping[str, Any]) -> str | None:
         """The record's upstream key (several key properties are joined with '|')."""

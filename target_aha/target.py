@@ -13,18 +13,18 @@ from urllib.parse import urlsplit
 from singer_sdk import Target
 from singer_sdk import typing as th
 from singer_sdk.exceptions import (
-    InvalidRecord,
     MissingKeyPropertiesError,
     RecordsWithoutSchemaException,
 )
 from singer_sdk.helpers.capabilities import PluginCapabilities, TargetCapabilities
 from singer_sdk.io_base import SingerReader
 from singer_sdk.singerlib.exceptions import InvalidInputLine
+from singer_sdk.singerlib.json import deserialize_json
 
 from target_aha.client import AhaClient
 from target_aha.destination import Destination
 from target_aha.dispatch import Dispatcher, DryRunSender, RateGate, Sender
-from target_aha.errors import ConfigError, InputError, TargetAhaError
+from target_aha.errors import ConfigError, InputError, SchemaMismatch, TargetAhaError
 from target_aha.results import Results
 from target_aha.sinks import SINK_CLASSES, AhaSink
 
@@ -133,7 +133,7 @@ class CountingReader(SingerReader):
         """Parse one line; bad JSON becomes an `InputError` naming the line."""
         self.line_number += 1
         try:
-            return super().deserialize_json(line)
+            return deserialize_json(line)
         except json.JSONDecodeError as exc:
             raise InputError(
                 f"Input line {self.line_number} is not valid JSON ({exc.msg} at column "
@@ -158,6 +158,7 @@ class TargetAha(Target):
 
     def __init__(self, **kwargs: t.Any) -> None:
         self._destinations: dict[str, Destination] = {}
+        self._last_state: dict | None = None
         super().__init__(**kwargs)
         self._check_settings()
         self.dry_run = bool(self.config.get("dry_run"))
@@ -224,9 +225,15 @@ class TargetAha(Target):
         """The template's sink class; an unmapped stream is an error at its SCHEMA."""
         return SINK_CLASSES[self.destination_for(stream_name).endpoint]
 
+    def _process_state_message(self, message_dict: dict) -> None:
+        """Keep the tap's STATE; settle and emit it if state_interval_seconds has passed."""
+        super()._process_state_message(message_dict)
+        self._handle_max_record_age()
+
     def _write_state_message(self, state: dict) -> None:
-        """Emit STATE, except in a dry run (which must not move the tap's bookmark)."""
-        if not self.dry_run:
+        """Emit STATE once per new value, never in a dry run (it must not move the bookmark)."""
+        if not self.dry_run and state != self._last_state:
+            self._last_state = state
             super()._write_state_message(state)
 
     def listen(self, file_input: t.IO[str] | None = None) -> None:
@@ -235,9 +242,9 @@ class TargetAha(Target):
             super().listen(file_input)
         except (
             InvalidInputLine,
-            InvalidRecord,
             MissingKeyPropertiesError,
             RecordsWithoutSchemaException,
+            SchemaMismatch,
         ) as exc:
             line = t.cast("CountingReader", self.message_reader).line_number
             raise InputError(
@@ -246,9 +253,19 @@ class TargetAha(Target):
                 "was sent and no STATE was emitted for it."
             ) from exc
         finally:
-            self.run.dispatcher.close()
-            self.run.results.close()
+            self._end_run()
+
+    def process_endofpipe(self) -> None:
+        """Settle everything, emit the last STATE, then release the run's threads and files."""
+        try:
+            super().process_endofpipe()
+        finally:
+            self._end_run()
         self.logger.info("target-aha finished: %s", self.run.results.summary())
+
+    def _end_run(self) -> None:
+        self.run.dispatcher.close()
+        self.run.results.close()
 
     @classmethod
     def invoke(cls, *args: t.Any, **kwargs: t.Any) -> None:  # type: ignore[override]

@@ -22,7 +22,7 @@ def test_state_follows_acknowledged_records(sandbox: Sandbox, run_target) -> Non
         schema("f"), *features("a"), state({"n": 1}), *features("b", "c"),
         state({"n": 2}), *features("d"), state({"n": 3}),
     ]
-    run = run_target({**FEATURES, "state_interval_seconds": 0.001}, messages, sandbox=sandbox)
+    run = run_target({**FEATURES, "state_interval_seconds": 1e-9}, messages, sandbox=sandbox)
     assert run.returncode == 0, run.stderr
     assert run.states == [{"n": 1}, {"n": 2}, {"n": 3}]
     assert len(sandbox.objects("feature")) == 4
@@ -42,7 +42,7 @@ def test_422_under_fail_stops_with_a_clear_message(sandbox: Sandbox, run_target)
     messages = [schema("f"), *features("ok"), state({"n": 1}),
                 record("f", {"id": "BAD-1", "name": "FAIL-422"}), state({"n": 2}),
                 record("f", {"id": "Z", "name": "never"})]
-    run = run_target({**FEATURES, "state_interval_seconds": 0.001, "max_concurrency": 1},
+    run = run_target({**FEATURES, "state_interval_seconds": 1e-9, "max_concurrency": 1},
                      messages, sandbox=sandbox)
     assert run.returncode == 1
     err = run.stderr
@@ -142,7 +142,7 @@ def test_dry_run_needs_no_api_key(run_target) -> None:
 
 def test_bad_token_stops_at_once(sandbox: Sandbox, run_target) -> None:
     run = run_target(
-        {**FEATURES, "api_key": "wrong-token", "state_interval_seconds": 0.001},
+        {**FEATURES, "api_key": "wrong-token", "state_interval_seconds": 1e-9},
         [schema("f"), *features(*[f"n{i}" for i in range(40)]), state({"n": 1})],
         sandbox=sandbox,
     )

@@ -362,7 +362,7 @@ def test_already_wrapped_records_are_sent_as_they_are(sandbox: Sandbox, run_targ
         sandbox=sandbox,
     )
     assert run.returncode == 0, run.stderr
-    bodies = {r["path"].split("/")[3]: r["body"] for r in writes(sandbox)}
+    bodies = {r["path"].split("/")[4]: r["body"] for r in writes(sandbox)}
     assert bodies["PRJ1-R-1"] == {"feature": {"name": "Wrapped"}}
     records = [r["body"] for r in writes(sandbox) if "custom_objects" in r["path"]]
     globex = {"custom_object_record": {"custom_fields": {"name": "Globex", "tier": "silver"}}}
