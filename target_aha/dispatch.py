@@ -115,10 +115,14 @@ class Sender:
     sent: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def send(self, request: Request, where: str) -> Answer | None:
+    def send(
+        self, request: Request, where: str, recover: Callable[[], Answer | None] | None = None
+    ) -> Answer | None:
         """The 2xx answer; raises RecordRejected (400/404/422...) or FatalAhaError.
 
-        `where` names the stream and record for messages.
+        `where` names the stream and record for messages. After a timeout or a dropped
+        connection the request may or may not have reached Aha!: `recover`, if given, is asked
+        first and its answer (the object found in Aha!) is used instead of sending again.
         """
         waits = backoff.expo(factor=0.5, max_value=30)
         next(waits)
@@ -133,6 +137,8 @@ class Sender:
             except requests.RequestException as exc:
                 last = f"{type(exc).__name__}: {exc}"
                 time.sleep(backoff.full_jitter(next(waits)))
+                if recover is not None and (found := recover()) is not None:
+                    return found
                 continue
             finally:
                 with self.lock:
@@ -186,7 +192,9 @@ class DryRunSender:
         self.sent = 0
         self._lock = threading.Lock()
 
-    def send(self, request: Request, where: str) -> Answer | None:
+    def send(
+        self, request: Request, where: str, recover: Callable[[], Answer | None] | None = None
+    ) -> Answer | None:
         """Print the request; None means nothing was sent."""
         line = {
             "method": request.method,

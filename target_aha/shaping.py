@@ -69,9 +69,15 @@ def wrap(body: dict[str, Any], wrapper: str | None, nest: str | None) -> dict[st
     return {wrapper: body}
 
 
-def build_request(dest: Destination, record: Mapping[str, Any], mailers_off: bool) -> Request:
+def param_values(dest: Destination, record: Mapping[str, Any]) -> dict[str, str]:
+    """The template's parameters for one record; raises RecordError if one is missing."""
+    return {p: pattern.render(record, p) for p, pattern in dest.params.items()}
+
+
+def build_request(
+    dest: Destination, record: Mapping[str, Any], values: Mapping[str, str], mailers_off: bool
+) -> Request:
     """The request a template sends for one record; raises RecordError if it cannot be built."""
-    values = {p: pattern.render(record, p) for p, pattern in dest.params.items()}
     dropped = dest.consumed | dest.exclude
     body = {k: to_json_value(v) for k, v in record.items() if k not in dropped}
     template = dest.template

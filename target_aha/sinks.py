@@ -17,11 +17,13 @@ from singer_sdk.sinks.core import JSONSchemaValidator
 
 from target_aha.endpoints import TEMPLATES, Template
 from target_aha.errors import FatalAhaError, RecordError, RecordRejected, SchemaMismatch
+from target_aha.ledger import Scope
 from target_aha.results import Outcome, object_in
-from target_aha.shaping import build_request
+from target_aha.shaping import build_request, param_values
+from target_aha.upsert import Delivered, Keyed, Upsert
 
 if TYPE_CHECKING:
-    from target_aha.client import Answer, Request
+    from target_aha.client import Request
     from target_aha.target import TargetAha
 
 
@@ -55,6 +57,16 @@ class AhaSink(BatchSink):
         prop = self.destination.key_property
         self.key_fields: list[str] = [prop] if prop else list(key_properties or [])
         self._position = 0
+        upserts = (
+            self.run.ledger is not None
+            and self.destination.write_mode == "upsert"
+            and self.template.update_path is not None
+        )
+        self.upsert = (
+            Upsert(self.run.sender, self.run.ledger, self.template, self.run.dry_run)
+            if upserts and self.run.ledger is not None
+            else None
+        )
 
     def get_validator(self) -> JSONSchemaValidator | None:
         """Validate records as the SDK does (`validate_records`), with a readable error."""
@@ -77,7 +89,8 @@ class AhaSink(BatchSink):
             f"key {key!r}" if key is not None else f"#{self._position}"
         )
         try:
-            request = build_request(self.destination, record, self.run.disable_mailers)
+            values = param_values(self.destination, record)
+            request = build_request(self.destination, record, values, self.run.disable_mailers)
         except RecordError as exc:
             self._reject(key, where, str(exc), None)
             return
@@ -86,32 +99,50 @@ class AhaSink(BatchSink):
             order.append(("key", self.stream_name, key))
         if request.method != "POST":
             order.append(("object", request.path))
-        self.run.dispatcher.submit(functools.partial(self._deliver, request, key, where), order)
+        self.run.dispatcher.submit(
+            functools.partial(self._deliver, request, values, key, where), order
+        )
 
     def process_batch(self, context: dict) -> None:
         """Wait until every record handed over so far is settled (or raise the fatal error)."""
         self.run.dispatcher.join()
 
-    def _deliver(self, request: Request, key: str | None, where: str) -> None:
+    def _deliver(
+        self, request: Request, values: Mapping[str, str], key: str | None, where: str
+    ) -> None:
+        """Runs on a sender thread, after every earlier record with the same key settled."""
         try:
-            answer = self.run.sender.send(request, where)
+            if self.upsert is not None and key is not None:
+                scope = Scope(self.stream_name, request.path, key)
+                done = self.upsert.deliver(Keyed(request, values, scope, where))
+            else:
+                answer = self.run.sender.send(request, where)
+                done = Delivered(self.template.operation, answer=answer)
+                if request.method == "DELETE" and answer is not None and self.run.ledger:
+                    # The deleted object's key must be created afresh if it comes back.
+                    self.run.ledger.forget_object(values[self.template.params[-1]])
         except RecordRejected as exc:
             self._reject(key, where, str(exc), exc.status)
             return
-        self.run.results.write(self._outcome(key, answer))
+        except RecordError as exc:
+            self._reject(key, where, str(exc), None)
+            return
+        self.run.results.write(self._outcome(key, done))
 
-    def _outcome(self, key: str | None, answer: Answer | None) -> Outcome:
-        operation = self.template.operation
-        if answer is None:
-            return Outcome(self.stream_name, key, self.destination.endpoint, operation, "dry_run")
-        obj = object_in(answer.data, self.template.wrapper)
+    def _outcome(self, key: str | None, done: Delivered) -> Outcome:
+        status = "dry_run" if self.run.dry_run else "succeeded"
+        if done.entry is not None:
+            obj = {"id": done.entry.aha_id, "reference_num": done.entry.reference_num,
+                   "url": done.entry.url}
+        else:
+            obj = object_in(done.answer.data if done.answer else None, self.template.wrapper)
         return Outcome(
             self.stream_name,
             key,
             self.destination.endpoint,
-            operation,
-            "succeeded",
-            http_status=answer.status,
+            done.operation,
+            status,
+            http_status=done.answer.status if done.answer else None,
             aha_id=_text(obj.get("id")),
             reference_num=_text(obj.get("reference_num")),
             url=_text(obj.get("url")),

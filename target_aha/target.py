@@ -25,6 +25,7 @@ from target_aha.client import AhaClient
 from target_aha.destination import Destination
 from target_aha.dispatch import Dispatcher, DryRunSender, RateGate, Sender
 from target_aha.errors import ConfigError, InputError, SchemaMismatch, TargetAhaError
+from target_aha.ledger import Ledger, open_ledger
 from target_aha.results import Results
 from target_aha.sinks import SINK_CLASSES, AhaSink
 
@@ -115,13 +116,15 @@ SETTINGS = th.PropertiesList(
 
 @dataclass
 class Run:
-    """What every sink of one run shares: one sender, one dispatcher, one results file."""
+    """What every sink of one run shares: one sender, one dispatcher, results and ledger."""
 
     results: Results
+    ledger: Ledger | None
     sender: Sender | DryRunSender
     dispatcher: Dispatcher
     disable_mailers: bool
     on_record_error: str
+    dry_run: bool
 
 
 class CountingReader(SingerReader):
@@ -198,6 +201,14 @@ class TargetAha(Target):
     def _start_run(self) -> Run:
         config = self.config
         results = Results(config.get("results_path"))
+        ledger = open_ledger(
+            config["ledger_path"], dry_run=self.dry_run, pool_size=config["max_concurrency"]
+        )
+        if not config["ledger_path"]:
+            self.logger.warning(
+                'ledger_path is "": upsert is off, so every run creates its records again '
+                "(re-runs and retries after a failure will duplicate objects in Aha!)."
+            )
         client = AhaClient(
             self.base_url,
             config.get("api_key") or "",
@@ -212,7 +223,8 @@ class TargetAha(Target):
             sender = Sender(client, gate, config["max_retries"])
             dispatcher = Dispatcher(concurrency=config["max_concurrency"])
         return Run(
-            results, sender, dispatcher, config["disable_mailers"], config["on_record_error"]
+            results, ledger, sender, dispatcher, config["disable_mailers"],
+            config["on_record_error"], self.dry_run,
         )
 
     def destination_for(self, stream: str) -> Destination:
@@ -266,6 +278,8 @@ class TargetAha(Target):
     def _end_run(self) -> None:
         self.run.dispatcher.close()
         self.run.results.close()
+        if self.run.ledger is not None:
+            self.run.ledger.close()
 
     @classmethod
     def invoke(cls, *args: t.Any, **kwargs: t.Any) -> None:  # type: ignore[override]

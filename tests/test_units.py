@@ -15,7 +15,7 @@ from target_aha.destination import Destination, Pattern, parse_headers
 from target_aha.dispatch import Dispatcher
 from target_aha.endpoints import TEMPLATES
 from target_aha.errors import ConfigError, RecordError
-from target_aha.shaping import build_request, encode_segment, to_json_value, wrap
+from target_aha.shaping import build_request, encode_segment, param_values, to_json_value, wrap
 
 
 def test_every_template_param_comes_from_its_path() -> None:
@@ -66,7 +66,8 @@ def test_build_request_drops_consumed_and_excluded() -> None:
         "s", {"endpoint": "update_goal", "product_id": "PRJ1", "goal_id": "{g}",
               "exclude_attributes": "secret, other"},
     )
-    req = build_request(dest, {"g": "PRJ1-G-1", "name": "n", "secret": 1, "other": 2}, True)
+    rec = {"g": "PRJ1-G-1", "name": "n", "secret": 1, "other": 2}
+    req = build_request(dest, rec, param_values(dest, rec), True)
     assert (req.method, req.path) == ("PUT", "/products/PRJ1/goals/PRJ1-G-1")
     assert req.body == {"goal": {"name": "n"}}
     assert req.query == {"disable_mailers": "true"}

@@ -1,0 +1,204 @@
+"""Create-or-update of one keyed record through the ledger, safe against crashes and timeouts.
+
+For a `create_*` template and a keyed record:
+- key unknown: mark it pending, create, store the id;
+- key known, same body hash: send nothing (`unchanged`);
+- key known, body changed: PUT to the template's update path; a 404 there (the object was
+  deleted in Aha!) creates it again;
+- key pending (an earlier create's outcome is unknown: the process died, or the request timed
+  out after it was sent): look in the container for an object with the same name (custom
+  table records: the same fields) created since the mark, and adopt a single match instead of
+  creating a second object. Several matches: reject the record and list them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
+
+from target_aha.client import Answer, Request
+from target_aha.endpoints import Template
+from target_aha.errors import RecordError, RecordRejected
+from target_aha.ledger import Entry, Ledger, Scope, body_hash
+from target_aha.results import object_in
+from target_aha.shaping import fill_path
+
+CLOCK_SLACK_SECONDS = 10.0
+"""An object counts as created after a pending mark if Aha! dated it at most this much before
+the mark (our clock and Aha!'s differ a little)."""
+MAX_LIST_PAGES = 20
+
+
+class Sending(Protocol):
+    """What upsert needs of a sender (the real one, or the dry run's printer)."""
+
+    def send(self, request: Request, where: str, recover: Any = None) -> Answer | None:
+        """Send one request (see dispatch.Sender.send)."""
+
+
+@dataclass(frozen=True)
+class Delivered:
+    """How a keyed record was settled: the operation, Aha!'s answer or the ledger's entry."""
+
+    operation: str
+    answer: Answer | None = None
+    entry: Entry | None = None
+
+
+@dataclass(frozen=True)
+class Keyed:
+    """One keyed record on its way: its create request, parameters, ledger row, and name."""
+
+    request: Request
+    values: Mapping[str, str]
+    scope: Scope
+    where: str
+
+    @property
+    def digest(self) -> str:
+        """The hash the ledger keeps of what this record's body is."""
+        return body_hash(self.request.body)
+
+
+@dataclass
+class Upsert:
+    """The ledger-backed path of one `create_*` stream."""
+
+    sender: Sending
+    ledger: Ledger
+    template: Template
+    dry_run: bool
+
+    def deliver(self, job: Keyed) -> Delivered:
+        """Settle one keyed record; raises RecordRejected/RecordError like a plain send."""
+        with self.ledger.hold(job.scope):
+            entry = self.ledger.get(job.scope)
+            if entry is not None and entry.pending and not self.dry_run:
+                entry = self._settle_pending(entry, job)
+            if entry is not None and not entry.pending:
+                if entry.body_hash == job.digest:
+                    return Delivered("unchanged", entry=entry)
+                updated = self._update(entry, job)
+                if updated is not None:
+                    return updated
+            return self._create(job)
+
+    def _update(self, entry: Entry, job: Keyed) -> Delivered | None:
+        """PUT the changed body; None if the object is gone (then the caller creates)."""
+        assert self.template.update_path is not None
+        put = replace(
+            job.request, method="PUT",
+            path=fill_path(self.template.update_path, {**job.values, "id": entry.aha_id or ""}),
+        )
+        try:
+            answer = self.sender.send(put, job.where)
+        except RecordRejected as exc:
+            if exc.status != 404:
+                raise
+            if not self.dry_run:
+                self.ledger.forget(job.scope)
+            return None
+        if answer is not None:
+            obj = object_in(answer.data, self.template.wrapper)
+            known = {"id": entry.aha_id, "reference_num": entry.reference_num, "url": entry.url}
+            self.ledger.store(job.scope, {**known, **{k: v for k, v in obj.items() if v}},
+                              job.digest)
+        return Delivered("update", answer=answer)
+
+    def _create(self, job: Keyed) -> Delivered:
+        if self.dry_run:
+            return Delivered("create", answer=self.sender.send(job.request, job.where))
+        since = self.ledger.mark_pending(job.scope, job.digest)
+        try:
+            answer = self.sender.send(
+                job.request, job.where, recover=lambda: self._adoptable(job, since)
+            )
+        except RecordRejected:
+            self.ledger.forget(job.scope)  # Aha! refused it: certainly nothing was created
+            raise
+        assert answer is not None
+        obj = object_in(answer.data, self.template.wrapper)
+        if obj.get("id") is None:
+            self.ledger.forget(job.scope)
+        else:
+            self.ledger.store(job.scope, obj, job.digest)
+        return Delivered("create", answer=answer)
+
+    def _settle_pending(self, entry: Entry, job: Keyed) -> Entry | None:
+        """Resolve a pending key left by an earlier attempt: adopt its object, or keep it."""
+        assert entry.pending_since is not None
+        adopted = self._adoptable(job, entry.pending_since)
+        if adopted is None:
+            return entry  # nothing was created: keep the (earliest) mark and create
+        self.ledger.store(job.scope, object_in(adopted.data, self.template.wrapper),
+                          entry.body_hash)
+        return self.ledger.get(job.scope)
+
+    def _adoptable(self, job: Keyed, since: float) -> Answer | None:
+        """The single object an unknown-outcome create made, as if Aha! had answered with it."""
+        matches = self.find_created(job, since)
+        if not matches:
+            return None
+        if len(matches) > 1:
+            listed = ", ".join(
+                str(m.get("reference_num") or m.get("id")) for m in matches
+            )
+            raise RecordError(
+                f"an earlier create of this key had an unknown outcome, and {len(matches)} "
+                f"matching objects were created since then ({listed}); target-aha will not "
+                "guess which one is this record's. Delete the duplicates in Aha! and run again"
+            )
+        return Answer(200, {}, json.dumps({self.template.wrapper: matches[0]}))
+
+    def find_created(self, job: Keyed, since: float) -> list[dict[str, Any]]:
+        """Objects in the record's container that look like its create, made since `since`."""
+        template = self.template
+        assert template.list_path is not None and template.wrapper is not None
+        fields = (job.request.body or {}).get(template.wrapper) or {}
+        after = since - CLOCK_SLACK_SECONDS
+        query = {
+            "per_page": "200",
+            "updated_since": dt.datetime.fromtimestamp(after, dt.timezone.utc).isoformat(),
+        }
+        if template.nest is None:
+            if not fields.get("name"):
+                return []
+            query["q"] = str(fields["name"])
+        matches = []
+        path = fill_path(template.list_path, job.values)
+        for page in range(1, MAX_LIST_PAGES + 1):
+            listing = Request("GET", path, {**query, "page": str(page)})
+            answer = self.sender.send(listing, f"{job.where}, looking for its pending create")
+            data = answer.data if answer is not None else None
+            if not isinstance(data, dict):
+                break
+            items = next((v for v in data.values() if isinstance(v, list)), [])
+            matches += [o for o in items if _same(o, fields, template.nest)
+                        and _created_at(o) >= after]
+            pages = (data.get("pagination") or {}).get("total_pages") or 1
+            if page >= pages:
+                break
+        return matches
+
+
+def _same(obj: Mapping[str, Any], fields: Mapping[str, Any], nest: str | None) -> bool:
+    """The listed object carries what the create sent: its name, or its custom fields."""
+    if nest is None:
+        return obj.get("name") == fields.get("name")
+    have = {f.get("key"): f.get("value") for f in obj.get(nest) or [] if isinstance(f, dict)}
+    want = fields.get(nest) or {}
+    return bool(want) and all(str(have.get(k)) == str(v) for k, v in want.items())
+
+
+def _created_at(obj: Mapping[str, Any]) -> float:
+    """Aha!'s creation time of a listed object (unknown = assume recent enough)."""
+    text = obj.get("created_at")
+    if not isinstance(text, str):
+        return float("inf")
+    try:
+        return dt.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return float("inf")
