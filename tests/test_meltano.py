@@ -162,10 +162,6 @@ def test_meltano_run_loads_the_sample_data(
 
 
 
-@pytest.mark.xfail(
-    not (REPO / "target_aha" / "ledger.py").exists(),
-    reason="the key ledger of spec §5 (target_aha/ledger.py) is not there yet", strict=True,
-)
 def test_meltano_rerun_sends_nothing_new(sandbox: Sandbox, meltano_env: dict[str, str]) -> None:
     # tap-jsonl 0.3.1 reads every file again on every run (it never finds its own bookmark),
     # so what keeps a re-run from duplicating everything in Aha! is target-aha's key ledger:
