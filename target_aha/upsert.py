@@ -77,7 +77,10 @@ class Upsert:
         with self.ledger.hold(job.scope):
             entry = self.ledger.get(job.scope)
             if entry is not None and entry.pending and not self.dry_run:
-                entry = self._settle_pending(entry, job)
+                adopted = self._adopt(entry, job)
+                if adopted is not None and entry.body_hash == job.digest:
+                    return Delivered("create", answer=adopted)
+                entry = self.ledger.get(job.scope)
             if entry is not None and not entry.pending:
                 if entry.body_hash == job.digest:
                     return Delivered("unchanged", entry=entry)
@@ -127,15 +130,14 @@ class Upsert:
             self.ledger.store(job.scope, obj, job.digest)
         return Delivered("create", answer=answer)
 
-    def _settle_pending(self, entry: Entry, job: Keyed) -> Entry | None:
-        """Resolve a pending key left by an earlier attempt: adopt its object, or keep it."""
+    def _adopt(self, entry: Entry, job: Keyed) -> Answer | None:
+        """Settle a key an earlier attempt left pending: store the object it made, if any."""
         assert entry.pending_since is not None
         adopted = self._adoptable(job, entry.pending_since)
-        if adopted is None:
-            return entry  # nothing was created: keep the (earliest) mark and create
-        self.ledger.store(job.scope, object_in(adopted.data, self.template.wrapper),
-                          entry.body_hash)
-        return self.ledger.get(job.scope)
+        if adopted is not None:
+            obj = object_in(adopted.data, self.template.wrapper)
+            self.ledger.store(job.scope, obj, entry.body_hash)
+        return adopted
 
     def _adoptable(self, job: Keyed, since: float) -> Answer | None:
         """The single object an unknown-outcome create made, as if Aha! had answered with it."""
