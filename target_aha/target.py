@@ -166,7 +166,11 @@ class TargetAha(Target):
         self._check_settings()
         self.dry_run = bool(self.config.get("dry_run"))
         self.run = self._start_run()
-        self._MAX_RECORD_AGE_IN_MINUTES = self.config["state_interval_seconds"] / 60
+        self._MAX_RECORD_AGE_IN_MINUTES = self.number("state_interval_seconds") / 60
+
+    def number(self, setting: str) -> float:
+        """A numeric setting as a float (the SDK reads JSON numbers with a fraction as Decimal)."""
+        return float(self.config[setting])
 
     @property
     def base_url(self) -> str:
@@ -213,13 +217,15 @@ class TargetAha(Target):
             self.base_url,
             config.get("api_key") or "",
             config["user_agent"],
-            config["request_timeout"],
+            self.number("request_timeout"),
         )
         if self.dry_run:
             sender: Sender | DryRunSender = DryRunSender(client)
             dispatcher = Dispatcher(concurrency=0)
         else:
-            gate = RateGate(config["max_requests_per_second"], config["max_requests_per_minute"])
+            gate = RateGate(
+                self.number("max_requests_per_second"), self.number("max_requests_per_minute")
+            )
             sender = Sender(client, gate, config["max_retries"])
             dispatcher = Dispatcher(concurrency=config["max_concurrency"])
         return Run(
