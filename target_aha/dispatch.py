@@ -87,6 +87,8 @@ class RateGate:
             wait = _until(headers.get("x-ratelimit-reset"))
         if wait is not None:
             self.pause(wait)
+            if answer.status == 429:
+                logger.info("Aha! answered 429 (rate limit): all senders wait %.1f s", wait)
         return wait
 
 
@@ -203,6 +205,7 @@ class DryRunSender:
             "body": request.body,
         }
         with self._lock:
+            self.sent += 1
             sys.stderr.write(json.dumps(line) + "\n")
             sys.stderr.flush()
         return None

@@ -84,6 +84,7 @@ class AhaSink(BatchSink):
     def process_record(self, record: dict, context: dict) -> None:
         """Shape the record and hand it to the dispatcher (sending starts at once)."""
         self._position += 1
+        self.run.read += 1
         key = self.key_of(record)
         where = f"stream '{self.stream_name}', record " + (
             f"key {key!r}" if key is not None else f"#{self._position}"

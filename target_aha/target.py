@@ -26,6 +26,7 @@ from target_aha.destination import Destination
 from target_aha.dispatch import Dispatcher, DryRunSender, RateGate, Sender
 from target_aha.errors import ConfigError, InputError, SchemaMismatch, TargetAhaError
 from target_aha.ledger import Ledger, open_ledger
+from target_aha.progress import Progress
 from target_aha.results import Results
 from target_aha.sinks import SINK_CLASSES, AhaSink
 
@@ -111,6 +112,11 @@ SETTINGS = th.PropertiesList(
         "state_interval_seconds", th.NumberType(exclusive_minimum=0), default=60,
         description="Settle all in-flight work and emit STATE at least this often.",
     ),
+    th.Property(
+        "progress_interval_seconds", th.NumberType(exclusive_minimum=0), default=30,
+        description="Log a progress line (records read, requests sent and their rate, "
+        "unchanged, rejected, 429s) this often.",
+    ),
 ).to_dict()
 
 
@@ -125,6 +131,19 @@ class Run:
     disable_mailers: bool
     on_record_error: str
     dry_run: bool
+    gate: RateGate | None = None
+    read: int = 0
+
+    def figures(self) -> dict[str, int]:
+        """The counters a progress line shows."""
+        counts = self.results.counts
+        return {
+            "read": self.read,
+            "sent": self.sender.sent,
+            "unchanged": counts["succeeded:unchanged"] + counts["dry_run:unchanged"],
+            "rejected": counts["rejected"],
+            "throttled": self.gate.throttled if self.gate else 0,
+        }
 
 
 class CountingReader(SingerReader):
@@ -166,6 +185,7 @@ class TargetAha(Target):
         self._check_settings()
         self.dry_run = bool(self.config.get("dry_run"))
         self.run = self._start_run()
+        self.progress = Progress(self.number("progress_interval_seconds"), self.run.figures)
         self._MAX_RECORD_AGE_IN_MINUTES = self.number("state_interval_seconds") / 60
 
     def number(self, setting: str) -> float:
@@ -219,6 +239,7 @@ class TargetAha(Target):
             config["user_agent"],
             self.number("request_timeout"),
         )
+        gate = None
         if self.dry_run:
             sender: Sender | DryRunSender = DryRunSender(client)
             dispatcher = Dispatcher(concurrency=0)
@@ -230,7 +251,7 @@ class TargetAha(Target):
             dispatcher = Dispatcher(concurrency=config["max_concurrency"])
         return Run(
             results, ledger, sender, dispatcher, config["disable_mailers"],
-            config["on_record_error"], self.dry_run,
+            config["on_record_error"], self.dry_run, gate,
         )
 
     def destination_for(self, stream: str) -> Destination:
@@ -256,6 +277,7 @@ class TargetAha(Target):
 
     def listen(self, file_input: t.IO[str] | None = None) -> None:
         """Read the input; malformed input ends the run with a message naming the line."""
+        self.progress.start()
         try:
             super().listen(file_input)
         except (
@@ -282,6 +304,7 @@ class TargetAha(Target):
         self.logger.info("target-aha finished: %s", self.run.results.summary())
 
     def _end_run(self) -> None:
+        self.progress.stop()
         self.run.dispatcher.close()
         self.run.results.close()
         if self.run.ledger is not None:
