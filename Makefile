@@ -3,8 +3,8 @@
 #   make install   .venv (target-aha editable + pytest, ruff), .venv-meltano (Meltano), and
 #                  the project's Meltano plugins (tap-jsonl, target-aha) under .meltano/
 #   make demo      load demo/data/ into a local Aha! sandbox with `meltano run`, print the result
-#   make test      ruff, then the whole test suite (which starts its own sandboxes)
-#   make lint      ruff only
+#   make test      ruff, mypy, then the whole test suite (which starts its own sandboxes)
+#   make lint      ruff and mypy
 #   make clean     remove the virtualenvs, .meltano/ and output/
 #
 # Meltano lives in its own virtualenv: pip can install it beside singer-sdk 0.54, but only by
@@ -66,9 +66,10 @@ demo: install
 
 lint: $(DEV_STAMP)
 	$(VENV)/bin/ruff check target_aha tests demo
+	$(VENV)/bin/mypy target_aha
 
 test: install lint
 	MELTANO_EXECUTABLE=$(abspath $(MELTANO)) $(VENV)/bin/pytest -q tests
 
 clean:
-	rm -rf $(VENV) $(MELTANO_VENV) .meltano output .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(MELTANO_VENV) .meltano output .pytest_cache .ruff_cache .mypy_cache

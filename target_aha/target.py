@@ -146,6 +146,15 @@ class Run:
         }
 
 
+EXPLAINED: dict[type[Exception], type[InputError]] = {
+    cls: type(cls.__name__, (InputError, cls), {"__doc__": f"{cls.__name__}, worded for users."})
+    for cls in (
+        InvalidInputLine, MissingKeyPropertiesError, RecordsWithoutSchemaException, SchemaMismatch
+    )
+}
+"""Input errors as the SDK names them, also `InputError`s so the CLI prints them plainly."""
+
+
 class CountingReader(SingerReader):
     """The SDK's reader, counting lines so that input errors can say where they are."""
 
@@ -161,6 +170,20 @@ class CountingReader(SingerReader):
                 f"Input line {self.line_number} is not valid JSON ({exc.msg} at column "
                 f"{exc.colno}): {line[:200]!r}. target-aha reads Singer messages, one JSON "
                 "object per line; check the tap's output."
+            ) from exc
+
+    def process_lines(
+        self, file_input: t.IO[str] | None, callbacks: dict[str, t.Callable[[dict], None]]
+    ) -> t.Counter[str]:
+        """Read the input; malformed input ends the run with a message naming the line."""
+        try:
+            return super().process_lines(file_input, callbacks)
+        except tuple(EXPLAINED) as exc:
+            explained = next(v for k, v in EXPLAINED.items() if isinstance(exc, k))
+            raise explained(
+                f"Input line {self.line_number} cannot be loaded: {exc} Check the tap's "
+                "output (every RECORD needs a SCHEMA before it, and must match it); nothing "
+                "after this line was sent and no STATE was emitted for it."
             ) from exc
 
 
@@ -262,7 +285,9 @@ class TargetAha(Target):
 
     def get_sink_class(self, stream_name: str) -> type[Sink]:
         """The template's sink class; an unmapped stream is an error at its SCHEMA."""
-        return SINK_CLASSES[self.destination_for(stream_name).endpoint]
+        sink_class = SINK_CLASSES[self.destination_for(stream_name).endpoint]
+        self.progress.start()  # a run with a stream to load has begun
+        return sink_class
 
     def _process_state_message(self, message_dict: dict) -> None:
         """Keep the tap's STATE; settle and emit it if state_interval_seconds has passed."""
@@ -274,26 +299,6 @@ class TargetAha(Target):
         if not self.dry_run and state != self._last_state:
             self._last_state = state
             super()._write_state_message(state)
-
-    def listen(self, file_input: t.IO[str] | None = None) -> None:
-        """Read the input; malformed input ends the run with a message naming the line."""
-        self.progress.start()
-        try:
-            super().listen(file_input)
-        except (
-            InvalidInputLine,
-            MissingKeyPropertiesError,
-            RecordsWithoutSchemaException,
-            SchemaMismatch,
-        ) as exc:
-            line = t.cast("CountingReader", self.message_reader).line_number
-            raise InputError(
-                f"Input line {line} cannot be loaded: {exc}. Check the tap's output (every "
-                "RECORD needs a SCHEMA before it, and must match it); nothing after this line "
-                "was sent and no STATE was emitted for it."
-            ) from exc
-        finally:
-            self._end_run()
 
     def process_endofpipe(self) -> None:
         """Settle everything, emit the last STATE, then release the run's threads and files."""

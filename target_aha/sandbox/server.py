@@ -201,7 +201,7 @@ class Handler(BaseHTTPRequestHandler):
     def _read_body(self) -> bytes:
         """The request body, from Content-Length or chunked transfer encoding."""
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            chunks = []
+            chunks: list[bytes] = []
             while True:
                 size = int(self.rfile.readline(_MAX_LINE).split(b";")[0].strip() or b"0", 16)
                 if size == 0:
