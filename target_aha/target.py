@@ -316,7 +316,7 @@ class TargetAha(Target):
             self.run.ledger.close()
 
     @classmethod
-    def invoke(cls, *args: t.Any, **kwargs: t.Any) -> None:  # type: ignore[override]
+    def invoke(cls, *args: t.Any, **kwargs: t.Any) -> None:
         """Run the CLI; errors written for users are printed without a traceback."""
         try:
             super().invoke(*args, **kwargs)
