@@ -31,7 +31,8 @@ and Aha!'s count of the arrival cannot push two windows' worth of requests into 
 MAX_PAUSE_SECONDS = 65.0
 """Cap on a wait read from Aha!'s headers (a skewed clock must not stall the run)."""
 
-logger = logging.getLogger("target_aha")
+logger = logging.getLogger("target-aha")  # the SDK sets this name's level (TARGET_AHA_LOGLEVEL)
+logging.getLogger("pyrate_limiter").setLevel(logging.WARNING)  # its start-up line is noise
 
 
 def _rate(per_window: float, window_ms: int) -> Rate:

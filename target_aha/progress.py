@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 
-logger = logging.getLogger("target_aha")
+logger = logging.getLogger("target-aha")  # the SDK sets this name's level
 
 
 class Progress:

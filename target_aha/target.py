@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import sys
 import typing as t
 from dataclasses import dataclass
@@ -321,6 +320,6 @@ class TargetAha(Target):
         try:
             super().invoke(*args, **kwargs)
         except TargetAhaError as exc:
-            logging.getLogger("target_aha").error("%s", exc)
+            cls.logger.error("%s", exc)
             sys.stderr.flush()
             sys.exit(1)
