@@ -92,6 +92,7 @@ def run_target(tmp_path: Path):
         sandbox: Sandbox | None = None,
         timeout: float = 120,
         extra_args: tuple[str, ...] = (),
+        env: dict[str, str] | None = None,
     ) -> Run:
         n = next(counter)
         full = dict(config)
@@ -106,7 +107,8 @@ def run_target(tmp_path: Path):
         stdin = "".join(
             (m if isinstance(m, str) else json.dumps(m)) + "\n" for m in messages
         )
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TARGET_AHA_")}
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TARGET_AHA_")} | (
+            env or {})
         proc = subprocess.run(
             [EXECUTABLE, "--config", str(config_path), *extra_args],
             input=stdin,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from target_aha.sandbox import Sandbox
@@ -204,3 +206,23 @@ def test_config_errors_before_any_record(sandbox: Sandbox, run_target, config, e
     assert run.returncode != 0
     assert expected in run.stderr
     assert sandbox.requests() == []
+
+
+def test_logs_are_a_handful_of_lines_and_debug_shows_each_request(
+    sandbox: Sandbox, run_target
+) -> None:
+    messages = [schema("f"), *features(*[f"n{i}" for i in range(30)]), state({"n": 1})]
+    run = run_target(FEATURES, messages, sandbox=sandbox)
+    assert run.returncode == 0, run.stderr
+    lines = [line for line in run.stderr.splitlines() if line.strip()]
+    assert len(lines) <= 10, run.stderr  # no per-record lines at INFO
+    assert "succeeded 30 (create 30)" in run.stderr
+
+    sandbox.clear_requests()
+    debug = run_target(FEATURES, messages, sandbox=sandbox,
+                       env={"TARGET_AHA_LOGLEVEL": "debug"})
+    assert debug.returncode == 0, debug.stderr
+    requests_logged = re.findall(
+        r"POST /releases/PRJ1-R-1/features -> 200 in \d+ ms", debug.stderr)
+    assert len(requests_logged) == 30
+    assert "sandbox-token" not in debug.stderr
