@@ -100,12 +100,20 @@ def _seconds(value: str | None) -> float | None:
         return None
 
 
+EPOCH_2001 = 1e9
+"""A reset value below this is a number of seconds to wait, not a unix time."""
+
+
 def _until(reset: str | None) -> float | None:
-    """Seconds until an `X-Ratelimit-Reset` time (UTC unix seconds)."""
+    """Seconds until an `X-Ratelimit-Reset` time (UTC unix seconds; some APIs send a delta)."""
     try:
-        return min(max(float(reset) - time.time(), 0.0), MAX_PAUSE_SECONDS) if reset else None
+        value = float(reset) if reset else None
     except ValueError:
         return None
+    if value is None:
+        return None
+    wait = value if value < EPOCH_2001 else value - time.time()
+    return min(max(wait, 0.0), MAX_PAUSE_SECONDS)
 
 
 @dataclass

@@ -10,9 +10,9 @@ import time
 
 import pytest
 
-from target_aha.client import Verdict, classify
+from target_aha.client import Answer, Verdict, classify
 from target_aha.destination import Destination, Pattern, parse_headers
-from target_aha.dispatch import Dispatcher
+from target_aha.dispatch import Dispatcher, RateGate
 from target_aha.endpoints import TEMPLATES
 from target_aha.errors import ConfigError, RecordError
 from target_aha.shaping import build_request, encode_segment, param_values, to_json_value, wrap
@@ -128,3 +128,15 @@ def test_dispatcher_fatal_error_stops_and_reraises() -> None:
     with pytest.raises(ConfigError, match="boom"):
         dispatcher.join()
     assert ran == []
+
+
+def test_rate_gate_reads_reset_as_time_or_delta() -> None:
+    gate = RateGate(100, 10000)
+    reset_at = str(int(time.time()) + 3)
+    wait = gate.observe(Answer(429, {"X-Ratelimit-Reset": reset_at}, ""))
+    assert wait is not None and 1.5 < wait <= 3.0
+    assert gate.observe(Answer(429, {"x-ratelimit-reset": "2"}, "")) == 2.0
+    assert gate.observe(Answer(429, {"Retry-After": "1.5", "X-Ratelimit-Reset": "9"}, "")) == 1.5
+    assert gate.observe(Answer(200, {"X-Ratelimit-Remaining": "5",
+                                     "X-Ratelimit-Reset": reset_at}, "")) is None
+    assert gate.throttled == 3
