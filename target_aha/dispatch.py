@@ -28,6 +28,8 @@ from target_aha.errors import FatalAhaError, RecordRejected
 ARRIVAL_MARGIN_MS = 50
 """Each limiter window is this much longer than Aha!'s, so network jitter between our send
 and Aha!'s count of the arrival cannot push two windows' worth of requests into one."""
+MIN_429_PAUSE = 0.1
+"""Shortest pause after a 429, whatever its headers say."""
 MAX_PAUSE_SECONDS = 65.0
 """Cap on a wait read from Aha!'s headers (a skewed clock must not stall the run)."""
 
@@ -84,6 +86,8 @@ class RateGate:
             wait = _seconds(headers.get("retry-after"))
             if wait is None:
                 wait = _until(headers.get("x-ratelimit-reset"))
+            if wait is not None:
+                wait = max(wait, MIN_429_PAUSE)  # a reset already past must not mean "hammer"
         elif headers.get("x-ratelimit-remaining") == "0":
             wait = _until(headers.get("x-ratelimit-reset"))
         if wait is not None:
