@@ -1,0 +1,86 @@
+"""Memory: does target-aha's peak RSS stay flat however long the input?
+
+Peak RSS (ru_maxrss of the child, from os.wait4) for 200,000 records / for 20,000 records,
+in `dry_run: true`; then the same ratio for a real run against the sandbox (no latency, no
+rate limit) at smaller sizes, because a real run of 200,000 creates takes minutes here.
+Target: <= 1.2 for each.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from benchlib import (
+    HIGH_RATE,
+    Measured,
+    SandboxProcess,
+    feature_config,
+    run_target,
+    verdict,
+    workdir,
+    write_input,
+)
+
+
+def peak(tmp: Path, records: int, name: str, sandbox: SandboxProcess | None) -> Measured:
+    """One run over `records` records; dry run unless a sandbox is given."""
+    input_path = write_input(tmp / f"{name}.jsonl", records)
+    if sandbox is None:
+        config = feature_config(dry_run=True)
+    else:
+        sandbox.reset()
+        config = feature_config(sandbox.base_url, max_requests_per_second=HIGH_RATE,
+                                max_requests_per_minute=HIGH_RATE * 60)
+    try:
+        return run_target(config, input_path, tmp, name, keep_stderr=sandbox is not None).check(
+            f"target-aha ({name})")
+    finally:
+        input_path.unlink()
+
+
+def compare(tmp: Path, small: int, large: int, kind: str,
+            sandbox: SandboxProcess | None) -> float:
+    """Print both runs and return the ratio of their peaks."""
+    runs = [peak(tmp, n, f"{kind}-{n}", sandbox) for n in (small, large)]
+    for n, run in zip((small, large), runs, strict=True):
+        print(f"  {kind} {n:>7} records: peak RSS {run.max_rss_kib / 1024:6.1f} MiB, "
+              f"wall {run.wall:6.2f} s, CPU {run.cpu:6.2f} s", flush=True)
+    ratio = runs[1].max_rss_kib / runs[0].max_rss_kib
+    growth = (runs[1].max_rss_kib - runs[0].max_rss_kib) / 1024
+    print(f"  {kind}: {growth:+.1f} MiB for {large - small} more records "
+          f"({growth * 1024 * 1024 / (large - small):+.0f} bytes/record); ratio {ratio:.3f}")
+    return ratio
+
+
+def main() -> None:
+    """Run the benchmark and print the figures."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="10x smaller")
+    parser.add_argument("--records", type=int, nargs=2, metavar=("SMALL", "LARGE"),
+                        help="dry-run sizes (default 20000 200000)")
+    parser.add_argument("--real-records", type=int, nargs=2, metavar=("SMALL", "LARGE"),
+                        help="real-run sizes (default 2000 20000)")
+    parser.add_argument("--no-real", action="store_true", help="skip the real run")
+    args = parser.parse_args()
+    scale = 10 if args.quick else 1
+    dry = args.records or [20_000 // scale, 200_000 // scale]
+    real = args.real_records or [2_000 // scale, 20_000 // scale]
+
+    print("memory: peak RSS of target-aha, large input / small input")
+    with workdir("memory") as tmp:
+        dry_ratio = compare(tmp, dry[0], dry[1], "dry run", None)
+        real_ratio = None
+        if not args.no_real:
+            with SandboxProcess(tmp) as sandbox:
+                real_ratio = compare(tmp, real[0], real[1], "real run", sandbox)
+    line = (f"memory: peak RSS {dry[1]} / {dry[0]} records in dry run = {dry_ratio:.2f} "
+            f"(target <= 1.2: {verdict(dry_ratio <= 1.2)})")
+    if real_ratio is not None:
+        line += (f"; real run against the sandbox {real[1]} / {real[0]} = {real_ratio:.2f} "
+                 f"({verdict(real_ratio <= 1.2)})")
+    print(line)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,329 @@
+"""Overhead: CPU that target-aha spends per record beyond what any Singer SDK target spends.
+
+100,000 feature records in `dry_run: true` (stdout and stderr discarded): CPU seconds (user +
+sys) of target-aha / CPU seconds of benchmarks/null_target.py (an SDK target whose sink does
+nothing) on the same input. Target: <= 1.5, aim < 1.0.
+
+Then, on a smaller input, a cProfile of target-aha grouped by where the time goes, and
+"what if" runs that patch one cost away in the child process (target_aha/ is not changed),
+so each suggestion comes with a measured saving. Variants that need a package that is not
+installed (msgspec, fastjsonschema) are skipped with a note.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import decimal
+import importlib.util
+import json
+import pstats
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from benchlib import (
+    EXECUTABLE,
+    Measured,
+    feature_config,
+    measure,
+    verdict,
+    workdir,
+    write_input,
+)
+
+HERE = Path(__file__).resolve()
+NULL_TARGET = HERE.parent / "null_target.py"
+
+# -- the child side: run target-aha in this process, with patches ----------------------------
+
+
+def _patch_results() -> None:
+    """Results.write without dataclasses.asdict (a deep copy) and without a file: count only."""
+    from target_aha import results  # noqa: PLC0415
+
+    original = results.Results.write
+
+    def write(self: results.Results, outcome: results.Outcome) -> None:
+        if self._file is not None:
+            original(self, outcome)
+            return
+        with self._lock:
+            self.counts[outcome.status] += 1
+            self.counts[f"{outcome.status}:{outcome.operation}"] += 1
+
+    results.Results.write = write  # type: ignore[method-assign]
+
+
+def _patch_no_print() -> None:
+    """The dry run builds nothing and prints nothing (an upper bound of the printing cost)."""
+    from target_aha import dispatch  # noqa: PLC0415
+
+    dispatch.DryRunSender.send = lambda self, request, where, recover=None: None  # type: ignore[method-assign]
+
+
+def _patch_shaping() -> None:
+    """Shaping with a fast path for plain JSON values and path templates parsed once."""
+    import functools  # noqa: PLC0415
+    import string  # noqa: PLC0415
+
+    from target_aha import shaping, upsert  # noqa: PLC0415
+
+    general = shaping.to_json_value
+    plain = {str, int, float, bool, type(None)}
+
+    def to_json_value(value: Any) -> Any:
+        return value if type(value) in plain else general(value)
+
+    @functools.lru_cache(maxsize=256)
+    def parsed(path: str) -> tuple[tuple[str, str | None], ...]:
+        return tuple((literal, name) for literal, name, _, _ in string.Formatter().parse(path))
+
+    encode = functools.lru_cache(maxsize=4096)(shaping.encode_segment)
+
+    def fill_path(path: str, values: Any) -> str:
+        return "".join(literal + (encode(values[name], name) if name else "")
+                       for literal, name in parsed(path))
+
+    shaping.to_json_value = to_json_value
+    shaping.fill_path = fill_path
+    upsert.fill_path = fill_path
+
+
+def _patch_url() -> None:
+    """AhaClient.url encodes each distinct query once (it is the same on every write)."""
+    import functools  # noqa: PLC0415
+    from urllib.parse import urlencode  # noqa: PLC0415
+
+    from target_aha import client  # noqa: PLC0415
+
+    encode = functools.lru_cache(maxsize=256)(urlencode)
+
+    def url(self: client.AhaClient, request: client.Request) -> str:
+        query = f"?{encode(tuple(request.query.items()))}" if request.query else ""
+        return f"{self.base_url}{request.path}{query}"
+
+    client.AhaClient.url = url  # type: ignore[method-assign]
+
+
+def _patch_msgspec() -> None:
+    """Parse input lines with msgspec (as singer_sdk.contrib.msgspec does), keeping Decimals."""
+    import msgspec  # noqa: PLC0415
+
+    from target_aha import target  # noqa: PLC0415
+
+    decoder = msgspec.json.Decoder(float_hook=decimal.Decimal)
+
+    class MsgspecCountingReader(target.CountingReader):
+        def deserialize_json(self, line: str) -> dict:
+            self.line_number += 1
+            try:
+                return decoder.decode(line)
+            except msgspec.DecodeError:
+                self.line_number -= 1
+                return super().deserialize_json(line)  # the readable error
+
+    target.TargetAha.message_reader_class = MsgspecCountingReader
+
+
+def _patch_fastjsonschema() -> None:
+    """Validate records with a fastjsonschema-compiled validator instead of jsonschema."""
+    import fastjsonschema  # noqa: PLC0415
+
+    from target_aha import sinks  # noqa: PLC0415
+    from target_aha.errors import SchemaMismatch  # noqa: PLC0415
+
+    class FastValidator:
+        def __init__(self, schema: dict) -> None:
+            self._check = fastjsonschema.compile(schema, formats={
+                "date": ".*", "date-time": ".*", "time": ".*"})
+
+        def validate(self, record: dict) -> None:
+            try:
+                self._check(record)
+            except fastjsonschema.JsonSchemaValueException as exc:
+                raise SchemaMismatch(exc.message) from exc
+
+    def get_validator(self: sinks.AhaSink) -> Any:
+        return FastValidator(self.schema) if self.validate_schema else None
+
+    sinks.AhaSink.get_validator = get_validator  # type: ignore[method-assign]
+
+
+PATCHES: dict[str, tuple[Callable[[], None], str | None, str]] = {
+    "results": (_patch_results, None, "Results.write skips asdict() when there is no file"),
+    "shaping": (_patch_shaping, None, "shaping: fast path for plain values, paths parsed once"),
+    "url": (_patch_url, None, "AhaClient.url caches the encoded query"),
+    "no-print": (_patch_no_print, None, "dry run prints nothing (bound on printing cost)"),
+    "msgspec": (_patch_msgspec, "msgspec", "msgspec JSON reader"),
+    "fastjsonschema": (_patch_fastjsonschema, "fastjsonschema", "fastjsonschema validator"),
+}
+
+
+def child(argv: list[str]) -> None:
+    """`overhead.py --child PATCHES [--profile FILE] --config C`: target-aha, patched."""
+    patches, rest = argv[0], argv[1:]
+    profile_to = None
+    if rest[:1] == ["--profile"]:
+        profile_to, rest = rest[1], rest[2:]
+    for name in filter(None, patches.split(",")):
+        PATCHES[name][0]()
+    from target_aha.target import TargetAha  # noqa: PLC0415
+
+    sys.argv = ["target-aha", *rest]
+    profiler = cProfile.Profile() if profile_to else None
+    if profiler:
+        profiler.enable()
+    try:
+        TargetAha.cli()
+    except SystemExit as exc:
+        code = exc.code
+    else:
+        code = 0
+    finally:
+        if profiler and profile_to:
+            profiler.disable()
+            profiler.dump_stats(profile_to)
+    sys.exit(code)
+
+
+# -- the parent side ---------------------------------------------------------------------------
+
+
+def run(command: list[str], input_path: Path, tmp: Path, what: str, repeat: int) -> Measured:
+    """The least CPU of `repeat` runs (the least disturbed by the rest of the machine)."""
+    runs = [measure(command, input_path, cwd=tmp).check(what) for _ in range(repeat)]
+    return min(runs, key=lambda m: m.cpu)
+
+
+GROUPS: list[tuple[str, str, str]] = [
+    # (label, file suffix, function): inclusive time of that function
+    ("read + JSON-parse lines (SDK reader)", "target_aha/target.py", "deserialize_json"),
+    ("schema validation (jsonschema)", "target_aha/sinks.py", "validate"),
+    ("date parsing (SDK _parse_timestamps)", "singer_sdk/sinks/core.py",
+     "_parse_timestamps_in_record"),
+    ("shaping: param_values", "target_aha/shaping.py", "param_values"),
+    ("shaping: build_request (to_json_value, fill_path)", "target_aha/shaping.py",
+     "build_request"),
+    ("dry-run printing (DryRunSender.send)", "target_aha/dispatch.py", "send"),
+    ("results bookkeeping (Results.write: asdict, timestamp)", "target_aha/results.py",
+     "write"),
+    ("SDK per-record total (_process_record_message)", "singer_sdk/target_base.py",
+     "_process_record_message"),
+    ("whole input loop (process_lines)", "singer_sdk/singerlib/encoding/base.py",
+     "process_lines"),
+]
+
+
+def profile_groups(path: Path, records: int) -> list[tuple[str, float]]:
+    """Inclusive seconds of the functions in GROUPS, from a cProfile dump."""
+    stats: dict[Any, Any] = pstats.Stats(str(path)).stats  # type: ignore[attr-defined]
+    found: dict[str, float] = {}
+    for (file, _line, func), (_cc, _nc, _tt, cumulative, _callers) in stats.items():
+        for label, suffix, name in GROUPS:
+            if func == name and file.endswith(suffix):
+                found[label] = found.get(label, 0.0) + cumulative
+    total = sum(entry[2] for entry in stats.values())
+    rows = [(label, found.get(label, 0.0)) for label, _, _ in GROUPS]
+    return [*rows, ("everything (profiled, incl. start-up)", total)]
+
+
+def top_functions(path: Path, count: int) -> list[tuple[str, float]]:
+    """The functions with the most own time."""
+    stats: dict[Any, Any] = pstats.Stats(str(path)).stats  # type: ignore[attr-defined]
+    rows = sorted(stats.items(), key=lambda item: item[1][2], reverse=True)[:count]
+    return [(f"{Path(file).name}:{line} {func}", values[2])
+            for (file, line, func), values in rows]
+
+
+def main() -> None:
+    """Run the benchmark, the profile and the what-ifs; print the figures."""
+    if sys.argv[1:2] == ["--child"]:
+        child(sys.argv[2:])
+        return
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="20,000 records, no what-ifs")
+    parser.add_argument("--records", type=int, help="records for the ratio (default 100000)")
+    parser.add_argument("--profile-records", type=int, default=20_000)
+    parser.add_argument("--repeat", type=int, default=2, help="runs of each; least CPU counts")
+    parser.add_argument("--no-profile", action="store_true")
+    parser.add_argument("--no-what-if", action="store_true")
+    args = parser.parse_args()
+    records = args.records or (20_000 if args.quick else 100_000)
+    py = sys.executable
+
+    print(f"overhead: {records} records, dry_run, output discarded; CPU = user + sys of the child")
+    with workdir("overhead") as tmp:
+        config = tmp / "config.json"
+        config.write_text(json.dumps(feature_config(dry_run=True)))
+        input_path = write_input(tmp / "input.jsonl", records)
+        null = run([py, str(NULL_TARGET), "--config", str(config)], input_path, tmp,
+                   "null target", args.repeat)
+        aha = run([EXECUTABLE, "--config", str(config)], input_path, tmp, "target-aha",
+                  args.repeat)
+        startup = measure([EXECUTABLE, "--about"], input_path, cwd=tmp)
+        null_startup = measure([py, str(NULL_TARGET), "--about"], input_path, cwd=tmp)
+        ratio = aha.cpu / null.cpu
+        per_record = (aha.cpu - null.cpu) / records * 1e6
+        print(f"  null target: CPU {null.cpu:.2f} s (user {null.user:.2f}, sys "
+              f"{null.system:.2f}), wall {null.wall:.2f} s, start-up {null_startup.cpu:.2f} s")
+        print(f"  target-aha:  CPU {aha.cpu:.2f} s (user {aha.user:.2f}, sys "
+              f"{aha.system:.2f}), wall {aha.wall:.2f} s, start-up {startup.cpu:.2f} s")
+        print(f"  target-aha spends {per_record:.0f} us more CPU per record than the null "
+              f"target ({(null.cpu - null_startup.cpu) / records * 1e6:.0f} us/record)")
+        summary = (
+            f"overhead: {records} records in dry run, CPU {aha.cpu:.2f} s / {null.cpu:.2f} s "
+            f"for a do-nothing SDK target = {ratio:.2f} (target <= 1.5: "
+            f"{verdict(ratio <= 1.5)}; aim < 1.0: {verdict(ratio < 1.0)})"
+        )
+        if not args.no_profile:
+            profile(tmp, config, records if args.quick else args.profile_records,
+                    not (args.quick or args.no_what_if), args.repeat)
+    print(summary)
+
+
+def profile(tmp: Path, config: Path, records: int, what_ifs: bool, repeat: int) -> None:
+    """cProfile of target-aha by cost group, then the what-if variants' CPU ratios."""
+    py = sys.executable
+    input_path = write_input(tmp / "profile-input.jsonl", records)
+    dump = tmp / "target-aha.prof"
+    measure([py, str(HERE), "--child", "", "--profile", str(dump), "--config", str(config)],
+            input_path, cwd=tmp).check("profiled target-aha")
+    print(f"  where target-aha's time goes (cProfile, {records} records; inclusive seconds, "
+          "profiler overhead included; groups overlap):")
+    groups = profile_groups(dump, records)
+    total = groups[-1][1]
+    for label, seconds in groups:
+        print(f"    {seconds:6.2f} s {seconds / total:5.0%} {seconds / records * 1e6:6.0f} us/rec"
+              f"  {label}")
+    print("  most own time:")
+    for name, seconds in top_functions(dump, 8):
+        print(f"    {seconds:6.2f} s  {name}")
+    if not what_ifs:
+        return
+    null = run([py, str(NULL_TARGET), "--config", str(config)], input_path, tmp,
+               "null target", repeat)
+    print(f"  what if ({records} records; CPU ratio to the null target's {null.cpu:.2f} s; "
+          f"least of {repeat} runs each):")
+    available = [name for name, (_, module, _) in PATCHES.items()
+                 if module is None or importlib.util.find_spec(module) is not None]
+    variants = [("as is", ""), *((PATCHES[n][2], n) for n in available)]
+    fixes = [n for n in available if n != "no-print"]
+    if len(fixes) > 1:
+        variants.append(("all of: " + ", ".join(fixes), ",".join(fixes)))
+    if "no-print" in available:
+        variants.append(("all of the above, no printing", ",".join(available)))
+    for label, patches in variants:
+        patched = run([py, str(HERE), "--child", patches, "--config", str(config)],
+                      input_path, tmp, f"target-aha ({label})", repeat)
+        print(f"    {patched.cpu / null.cpu:5.2f}  CPU {patched.cpu:5.2f} s  {label}",
+              flush=True)
+    missing = [PATCHES[n][1] for n in PATCHES if n not in available]
+    if missing:
+        print(f"    (skipped, not installed: {', '.join(m for m in missing if m)}; "
+              "`pip install msgspec fastjsonschema` to measure them)")
+
+
+if __name__ == "__main__":
+    main()

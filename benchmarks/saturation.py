@@ -1,0 +1,125 @@
+"""Saturation: does target-aha use all of Aha!'s rate budget without ever going over it?
+
+The sandbox enforces 100 requests/s (and answers with Aha!'s X-Ratelimit-* headers) and
+waits 50 ms before each answer; the target is told the same 100/s. Creates of 2,000
+features are timed from the sandbox's request log (first to last arrival), for each
+max_concurrency. Target: >= 0.9 of the limit, 0 answers 429.
+
+A control run (skip with --no-control) sets the sandbox's limit one above the target's, so
+the sandbox never answers `X-Ratelimit-Remaining: 0`: the gap between the two runs is what
+the target's reaction to that header costs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+from dataclasses import dataclass
+from pathlib import Path
+
+from benchlib import (
+    SandboxProcess,
+    feature_config,
+    rate_of,
+    run_target,
+    verdict,
+    workdir,
+    write_input,
+)
+
+
+@dataclass
+class Outcome:
+    """What one run achieved, from the sandbox's point of view."""
+
+    concurrency: int
+    requests: int
+    rate: float
+    span: float
+    wall: float
+    throttled: int
+    max_per_second: int
+    max_per_minute: int
+    longest_gap: float
+    gaps: int
+
+
+def run_once(sandbox: SandboxProcess, input_path: Path, tmp: Path, *, concurrency: int,
+             limit: int, name: str) -> Outcome:
+    """One target run against a freshly reset sandbox."""
+    sandbox.reset()
+    config = feature_config(
+        sandbox.base_url, max_requests_per_second=limit, max_requests_per_minute=100_000,
+        max_concurrency=concurrency,
+    )
+    run = run_target(config, input_path, tmp, name).check(f"target-aha ({name})")
+    arrivals = sandbox.arrivals()
+    stats = sandbox.stats()
+    rate, span = rate_of(arrivals)
+    gaps = [b - a for a, b in itertools.pairwise(arrivals)]
+    return Outcome(
+        concurrency, len(arrivals), rate, span, run.wall, stats["throttled"],
+        stats["max_per_second"], stats["max_per_minute"], max(gaps, default=0.0),
+        sum(1 for gap in gaps if gap > 0.2),
+    )
+
+
+def describe(o: Outcome, limit: int) -> str:
+    """One detail line."""
+    return (
+        f"  max_concurrency {o.concurrency:>2}: {o.requests} requests at {o.rate:.1f} req/s "
+        f"= {o.rate / limit:.2f} of {limit}/s (first to last arrival, {o.span:.2f} s); "
+        f"wall {o.wall:.2f} s; {o.throttled} x 429; max {o.max_per_second} in any 1 s, "
+        f"{o.max_per_minute} in any 60 s; longest silence {o.longest_gap:.2f} s "
+        f"({o.gaps} silences > 0.2 s)"
+    )
+
+
+def main() -> None:
+    """Run the benchmark and print the figures."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="500 records, one concurrency")
+    parser.add_argument("--records", type=int, help="creates per run (default 2000)")
+    parser.add_argument("--limit", type=int, default=100, help="requests/s, both sides")
+    parser.add_argument("--latency-ms", type=float, default=50)
+    parser.add_argument("--concurrency", type=int, nargs="+", help="default: 8 16")
+    parser.add_argument("--no-control", action="store_true", help="skip the control run")
+    args = parser.parse_args()
+    records = args.records or (500 if args.quick else 2000)
+    levels = args.concurrency or ([8] if args.quick else [8, 16])
+    limit = args.limit
+
+    print(f"saturation: {records} x create_feature, sandbox {limit}/s + 100000/min, "
+          f"latency {args.latency_ms:g} ms; target max_requests_per_second {limit}")
+    with workdir("saturation") as tmp:
+        input_path = write_input(tmp / "input.jsonl", records)
+        outcomes = []
+        with SandboxProcess(tmp, per_second=limit, per_minute=100_000,
+                            latency_ms=args.latency_ms) as sandbox:
+            for level in levels:
+                outcomes.append(run_once(sandbox, input_path, tmp, concurrency=level,
+                                         limit=limit, name=f"c{level}"))
+                print(describe(outcomes[-1], limit), flush=True)
+        if not args.no_control:
+            with SandboxProcess(tmp, per_second=limit + 1, per_minute=100_000,
+                                latency_ms=args.latency_ms) as sandbox:
+                control = run_once(sandbox, input_path, tmp, concurrency=levels[0],
+                                   limit=limit, name="control")
+            print(f"  control, sandbox limit {limit + 1}/s (never answers "
+                  "X-Ratelimit-Remaining: 0):")
+            print("  " + describe(control, limit))
+
+    best = max(outcomes, key=lambda o: o.rate)
+    ratio = best.rate / limit
+    throttled = sum(o.throttled for o in outcomes)
+    print(
+        f"saturation: {records} creates at {best.rate:.1f} req/s = {ratio:.2f} of the "
+        f"{limit}/s limit (target >= 0.9: {verdict(ratio >= 0.9)}), {throttled} x 429 "
+        f"(target 0: {verdict(throttled == 0)}), max {max(o.max_per_second for o in outcomes)}"
+        f" in any 1 s; best of max_concurrency {', '.join(map(str, levels))} was "
+        f"{best.concurrency}"
+    )
+
+
+if __name__ == "__main__":
+    main()
