@@ -6,10 +6,11 @@ import json
 import logging
 import sys
 import typing as t
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib.metadata import version
 from urllib.parse import urlsplit
 
+import click
 from singer_sdk import Target
 from singer_sdk import typing as th
 from singer_sdk.exceptions import (
@@ -21,18 +22,19 @@ from singer_sdk.io_base import SingerReader
 from singer_sdk.singerlib.exceptions import InvalidInputLine
 from singer_sdk.singerlib.json import deserialize_json
 
-from target_aha.client import AhaClient
-from target_aha.destination import Destination
+from target_aha.client import LOOPBACK, AhaClient
+from target_aha.destination import Destination, parse_webhook_url
 from target_aha.dispatch import Dispatcher, DryRunSender, RateGate, Sender
 from target_aha.errors import ConfigError, InputError, SchemaMismatch, TargetAhaError
+from target_aha.preflight import preflight
 from target_aha.results import Results
-from target_aha.sinks import SINK_CLASSES, AhaSink
+from target_aha.sinks import AhaSink, sink_class
+from target_aha.webhook import Webhook
 
 if t.TYPE_CHECKING:
     from singer_sdk.sinks import Sink
 
 VERSION = version("target-aha")
-LOOPBACK = {"localhost", "127.0.0.1", "::1"}
 
 SETTINGS = th.PropertiesList(
     th.Property(
@@ -122,6 +124,7 @@ class Run:
     dispatcher: Dispatcher
     disable_mailers: bool
     on_record_error: str
+    webhook: Webhook = field(default_factory=lambda: Webhook(f"target-aha/{VERSION}"))
 
 
 class CountingReader(SingerReader):
@@ -191,9 +194,10 @@ class TargetAha(Target):
                 f"base_url {self.base_url!r} uses plain http; Aha! needs https (http is "
                 "only allowed for loopback hosts such as the local sandbox)."
             )
+        parse_webhook_url(config.get("response_webhook_url"), "response_webhook_url")
         streams = config.get("streams") or {}
         for stream, entry in streams.items():
-            self._destinations[stream] = Destination.from_entry(stream, entry)
+            self._destinations[stream] = Destination.from_entry(stream, entry, self.base_url)
 
     def _start_run(self) -> Run:
         config = self.config
@@ -215,6 +219,10 @@ class TargetAha(Target):
             results, sender, dispatcher, config["disable_mailers"], config["on_record_error"]
         )
 
+    def destinations(self) -> dict[str, Destination]:
+        """The destinations of the streams configured in `streams`."""
+        return dict(self._destinations)
+
     def destination_for(self, stream: str) -> Destination:
         """The destination of a stream: its `streams` entry, or the template it is named after."""
         if stream not in self._destinations:
@@ -223,7 +231,7 @@ class TargetAha(Target):
 
     def get_sink_class(self, stream_name: str) -> type[Sink]:
         """The template's sink class; an unmapped stream is an error at its SCHEMA."""
-        return SINK_CLASSES[self.destination_for(stream_name).endpoint]
+        return sink_class(self.destination_for(stream_name))
 
     def _process_state_message(self, message_dict: dict) -> None:
         """Keep the tap's STATE; settle and emit it if state_interval_seconds has passed."""
@@ -265,14 +273,46 @@ class TargetAha(Target):
 
     def _end_run(self) -> None:
         self.run.dispatcher.close()
+        self.run.webhook.close()
         self.run.results.close()
 
     @classmethod
-    def invoke(cls, *args: t.Any, **kwargs: t.Any) -> None:  # type: ignore[override]
+    def get_singer_command(cls) -> click.Command:
+        """The SDK's CLI plus `--test`, the pre-flight check."""
+        command = super().get_singer_command()
+        command.params.append(
+            click.Option(
+                ["--test"],
+                is_flag=True,
+                help="Check the API key and every configured stream's fixed containers "
+                "(GET requests only; nothing is written to Aha!), print one line per check, "
+                "and exit 0 only if all pass.",
+            )
+        )
+        return command
+
+    @classmethod
+    def invoke(cls, *args: t.Any, test: bool = False, **kwargs: t.Any) -> None:  # type: ignore[override]
         """Run the CLI; errors written for users are printed without a traceback."""
         try:
+            if test:
+                cls._preflight(kwargs.get("config"))
             super().invoke(*args, **kwargs)
         except TargetAhaError as exc:
             logging.getLogger("target_aha").error("%s", exc)
             sys.stderr.flush()
             sys.exit(1)
+
+    @classmethod
+    def _preflight(cls, config: t.Any) -> t.NoReturn:
+        """`--test`: load and check the configuration, then run the checks; never returns."""
+        target = cls(
+            config=config.config if config else None,
+            validate_config=True,
+            parse_env_config=bool(config and config.parse_env),
+        )
+        try:
+            passed = preflight(target.run.sender.client, target.destinations(), print)
+        finally:
+            target._end_run()
+        sys.exit(0 if passed else 1)
