@@ -130,8 +130,6 @@ def _split_url(url: object, where: str, base_url: str) -> tuple[str, str | None,
         )
     query = dict(parse_qsl(parts.query, keep_blank_values=True))
     if not parts.scheme and not parts.netloc:
-        if url.startswith("//"):
-            raise ConfigError(f"{where} {url!r} is malformed; {example}.")
         return "/" + parts.path.lstrip("/"), None, query
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(f"{where} {url!r} is not an http(s) URL; {example}.")

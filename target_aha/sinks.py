@@ -236,7 +236,7 @@ class CustomBatchSink(CustomSink):
         except ConfigError as exc:
             for key in keys:
                 self.run.results.write(self._line(key, "rejected", error=str(exc)))
-            raise ConfigError(f"Stream '{self.stream_name}', {where}: {exc}") from exc
+            raise ConfigError(f"{where[0].upper()}{where[1:]}: {exc}") from exc
         order: list[Hashable] = [("key", self.stream_name, k) for k in keys if k is not None]
         if request.method != "POST":
             order.append(("object", request.origin, request.path))
