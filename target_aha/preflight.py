@@ -125,9 +125,10 @@ class _Checker:
             where = f"{subject} {read.param}"
             missing = [p for p in path_params(read.path) if p not in literals]
             if missing:
+                fields = sorted(set().union(*(dest.params[p].fields for p in missing)))
                 checks.append(Check(
                     None, where,
-                    f"not checkable (read from each record: {', '.join(missing)})",
+                    f"not checkable (read from each record: field {', '.join(fields)})",
                 ))
             elif not token_ok:
                 checks.append(Check(None, where, "not checked: the API key was not accepted"))
