@@ -164,6 +164,12 @@ class Sender:
 
     def _fatal_message(self, answer: Answer, request: Request, where: str) -> str:
         account = self.client.account
+        if not self.client.is_account_url(self.client.url(request)):
+            return (
+                f"{request.describe()} ({where}) was refused with {answer.status}: "
+                f"{answer.excerpt()}. That host is not the Aha! account, so it never gets the "
+                "Aha! API key; give it credentials of its own in the stream's request_headers."
+            )
         if answer.status == 401:
             cause = (
                 "the API key was not accepted (401). Check api_key (TARGET_AHA_API_KEY) "

@@ -393,3 +393,17 @@ def test_dry_run_prints_batch_and_form_bodies_as_sent(sandbox: Sandbox, run_targ
     assert form["body"] == "idea[name]=N&idea[tags][]=a&idea[tags][]=b"
     assert form["body"] == encode_form({"idea": {"name": "N", "tags": ["a", "b"]}})
     assert [line["status"] for line in run.results] == ["dry_run"] * 4
+
+
+def test_other_host_refusing_stops_with_its_own_message(sandbox: Sandbox, run_target) -> None:
+    with Receiver(status=401) as other:
+        run = run_target(
+            custom(url=other.url + "/hooks", allow_other_hosts=True),
+            [schema("c"), record("c", {"name": "x"})],
+            sandbox=sandbox,
+        )
+    assert run.returncode == 1
+    assert f"POST {other.url}/hooks (stream 'c', record #1) was refused with 401" in run.stderr
+    assert "never gets the Aha! API key" in run.stderr
+    assert "request_headers" in run.stderr
+    assert TOKEN not in run.stderr
