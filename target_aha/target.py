@@ -56,7 +56,8 @@ SETTINGS = th.PropertiesList(
         "streams", th.ObjectType(additional_properties=True), default={},
         description="Stream name -> destination: {\"endpoint\": <template or custom>, "
         "parameters such as release_id (a literal or a {field} placeholder), key_property, "
-        "exclude_attributes, request_headers, response_webhook_url, write_mode}.",
+        "exclude_attributes, request_headers, response_webhook_url, write_mode}. A custom "
+        "endpoint takes method, url, content_format, wrap_key, allow_other_hosts, batch.",
     ),
     th.Property(
         "user_agent", th.StringType, default=f"target-aha/{VERSION}",
