@@ -66,8 +66,8 @@ class AhaSink(BatchSink):
         self.destination = target.destination_for(stream_name)
         prop = self.destination.key_property
         self.key_fields: list[str] = [prop] if prop else list(key_properties or [])
-        self.webhook_url: str | None = self.destination.webhook_url or target.config.get(
-            "response_webhook_url"
+        self.webhook_url: str | None = (
+            self.destination.webhook_url or target.config.get("response_webhook_url") or None
         )
         self._position = 0
 

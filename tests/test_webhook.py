@@ -131,3 +131,14 @@ def test_dry_run_posts_nothing(run_target) -> None:
         )
         assert run.returncode == 0, run.stderr
         assert hook.attempts == 0
+
+
+def test_bad_webhook_url_is_a_config_error(sandbox: Sandbox, run_target) -> None:
+    run = run_target(
+        {"streams": FEATURES, "response_webhook_url": "http://hooks.example.com/x"},
+        [schema("f"), *features("a")],
+        sandbox=sandbox,
+    )
+    assert run.returncode == 1
+    assert "response_webhook_url uses plain http" in run.stderr
+    assert sandbox.requests() == []
