@@ -1,7 +1,9 @@
 """One HTTP call to Aha!: sessions, the auth header, timeouts, and what an answer means.
 
-The API key lives here and only here: it is put on each session's headers, and
-`Request.describe` / `public_headers` are the single place requests are shown to people.
+The API key lives here and only here: it is added to a request only when the request's URL is
+on the same origin (scheme, host, port) as `base_url`, so a custom endpoint on another host
+never sees it. `Request.describe` / `public_headers` are the single place requests are shown
+to people.
 """
 
 from __future__ import annotations
@@ -11,27 +13,38 @@ import threading
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 import requests
 
 ANSWER_EXCERPT = 500
 """How much of an answer's body an error message shows."""
+LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
+"""Hosts that may be reached over plain http (the local sandbox, a local receiver)."""
+CONTENT_TYPES = {"json": "application/json", "form": "application/x-www-form-urlencoded"}
+"""The body encodings a request can ask for (`content_format`), and their Content-Type."""
 
 
 @dataclass(frozen=True)
 class Request:
-    """A request as shaped from records: path relative to `base_url`, body as JSON data."""
+    """A request as shaped from records, body as JSON-like data.
+
+    `path` is relative to `base_url`, unless `origin` (`scheme://host[:port]`) names the
+    server of an absolute URL outside `base_url`. `content_format` says how the body goes on
+    the wire: `json`, or `form` (Rails-style nested keys; the body must then be an object).
+    """
 
     method: str
     path: str
     query: dict[str, str] = field(default_factory=dict)
     body: Any = None
     headers: dict[str, str] = field(default_factory=dict)
+    origin: str | None = None
+    content_format: str = "json"
 
     def describe(self) -> str:
-        """`METHOD /path` for messages: no query, no headers, so never a secret."""
-        return f"{self.method} {self.path}"
+        """`METHOD /path` (or `METHOD https://host/path`) for messages: no query, never a secret."""
+        return f"{self.method} {self.origin or ''}{self.path}"
 
 
 class Verdict(Enum):
@@ -86,28 +99,38 @@ class AhaClient:
     def __init__(self, base_url: str, api_key: str, user_agent: str, timeout: float) -> None:
         self.base_url = base_url.rstrip("/")
         self.account = urlsplit(self.base_url).netloc
-        self._headers = {
-            "Authorization": f"Bearer {api_key}",
-            "Accept": "application/json",
-            "User-Agent": user_agent,
-        }
+        self._origin = origin_of(self.base_url)
+        self._auth = {"Authorization": f"Bearer {api_key}"}
+        self._headers = {"Accept": "application/json", "User-Agent": user_agent}
         self._timeout = timeout
         self._local = threading.local()
 
     def url(self, request: Request) -> str:
         """The full URL of a request, query included."""
         query = f"?{urlencode(request.query)}" if request.query else ""
-        return f"{self.base_url}{request.path}{query}"
+        root = request.origin if request.origin is not None else self.base_url
+        return f"{root}{request.path}{query}"
+
+    def is_account_url(self, url: str) -> bool:
+        """Whether `url` is on base_url's origin: the only place the API key may be sent."""
+        return origin_of(url) == self._origin
 
     def public_headers(self, request: Request) -> dict[str, str]:
         """The headers a request carries, with the token hidden, for printing."""
-        headers = {**self._headers, **self._body_headers(request), **request.headers}
-        headers["Authorization"] = "Bearer ***"
+        headers = self._headers_for(request)
+        if "Authorization" in headers:
+            headers["Authorization"] = "Bearer ***"
         return headers
 
-    @staticmethod
-    def _body_headers(request: Request) -> dict[str, str]:
-        return {"Content-Type": "application/json"} if request.body is not None else {}
+    def _headers_for(self, request: Request) -> dict[str, str]:
+        """Every header of one request; Authorization only for the account's own origin."""
+        auth = self._auth if self.is_account_url(self.url(request)) else {}
+        content = (
+            {"Content-Type": CONTENT_TYPES[request.content_format]}
+            if request.body is not None
+            else {}
+        )
+        return {**self._headers, **auth, **content, **request.headers}
 
     def _session(self) -> requests.Session:
         session = getattr(self._local, "session", None)
@@ -119,13 +142,58 @@ class AhaClient:
 
     def send(self, request: Request) -> Answer:
         """One attempt; raises `requests.RequestException` on timeouts and network faults."""
-        data = None if request.body is None else json.dumps(request.body)
         response = self._session().request(
             request.method,
             self.url(request),
-            data=data,
-            headers={**self._body_headers(request), **request.headers},
+            data=encode_body(request),
+            headers=self._headers_for(request),
             timeout=self._timeout,
             allow_redirects=False,
         )
         return Answer(response.status_code, dict(response.headers), response.text)
+
+
+def origin_of(url: str) -> tuple[str, str, int | None]:
+    """(scheme, host, port) of a URL, default ports filled in, for same-server comparisons."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    return scheme, (parts.hostname or "").lower(), parts.port or {"http": 80, "https": 443}.get(
+        scheme
+    )
+
+
+def encode_body(request: Request) -> str | None:
+    """The body as sent: JSON text, or the form string (`feature[name]=x&tags[]=a`)."""
+    if request.body is None:
+        return None
+    if request.content_format == "form":
+        return encode_form(request.body)
+    return json.dumps(request.body)
+
+
+def encode_form(body: Any) -> str:
+    """Rails-style form encoding: `{"f": {"n": "x", "t": ["a"]}}` → `f[n]=x&f[t][]=a`.
+
+    Lists of objects become `a[][x]=1&a[][y]=2`, which Rails reads back as `[{x, y}]`.
+    Values go as text (true/false for booleans, empty for null); empty lists and objects
+    cannot be expressed in a form and are left out.
+    """
+    if not isinstance(body, dict):
+        raise TypeError("a form body must be an object")
+    pairs: list[tuple[str, str]] = []
+    for key, value in body.items():
+        _form_pairs(str(key), value, pairs)
+    return "&".join(f"{quote(k, safe='[]')}={quote(v, safe='')}" for k, v in pairs)
+
+
+def _form_pairs(name: str, value: Any, pairs: list[tuple[str, str]]) -> None:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _form_pairs(f"{name}[{key}]", item, pairs)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _form_pairs(f"{name}[]", item, pairs)
+    elif isinstance(value, bool):
+        pairs.append((name, "true" if value else "false"))
+    else:
+        pairs.append((name, "" if value is None else str(value)))

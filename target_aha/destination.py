@@ -10,8 +10,11 @@ import string
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
-from target_aha.endpoints import ENDPOINT_NAMES, TEMPLATES, Template
+from target_aha.client import LOOPBACK
+from target_aha.custom import CUSTOM_KEYS, Custom, parse_custom
+from target_aha.endpoints import CUSTOM, ENDPOINT_NAMES, TEMPLATES, Template
 from target_aha.errors import ConfigError, RecordError
 
 PROTECTED_HEADERS = frozenset({"authorization", "content-type"})
@@ -78,7 +81,13 @@ class Pattern:
 
 @dataclass(frozen=True)
 class Destination:
-    """A stream's resolved destination: the template, its parameters and the options."""
+    """A stream's resolved destination: the template, its parameters and the options.
+
+    A custom endpoint gets a template row of its own (name `custom`, its method, its URL's
+    path, `wrap_key` as wrapper) so parameters, consumed fields and results work alike, and
+    `custom` holds the rest of its settings. Custom endpoints are never upserted
+    (`write_mode` is `create`): the ledger does not know how to update what they create.
+    """
 
     stream: str
     template: Template
@@ -88,6 +97,7 @@ class Destination:
     key_property: str | None = None
     webhook_url: str | None = None
     write_mode: str = "upsert"
+    custom: Custom | None = None
 
     @property
     def endpoint(self) -> str:
@@ -100,8 +110,13 @@ class Destination:
         return frozenset().union(*(p.fields for p in self.params.values()))
 
     @classmethod
-    def from_entry(cls, stream: str, entry: Mapping[str, Any] | None) -> Destination:
-        """Resolve a `streams` entry (None: the stream is named after a template)."""
+    def from_entry(
+        cls, stream: str, entry: Mapping[str, Any] | None, base_url: str = ""
+    ) -> Destination:
+        """Resolve a `streams` entry (None: the stream is named after a template).
+
+        `base_url` is the API root: a custom endpoint's URL is resolved against it.
+        """
         where = f"streams.{stream}"
         if entry is None:
             if stream not in TEMPLATES:
@@ -110,19 +125,20 @@ class Destination:
         if not isinstance(entry, Mapping):
             raise ConfigError(f"{where} must be an object such as {{\"endpoint\": ...}}.")
         name = entry.get("endpoint")
-        if name not in TEMPLATES:
+        custom = None
+        if name == CUSTOM:
+            allowed = (COMMON_KEYS - {"write_mode"}) | CUSTOM_KEYS
+            _check_keys(entry, allowed, where, name)
+            custom = parse_custom(entry, where, base_url)
+            template = Template(CUSTOM, custom.method, custom.path, custom.wrap_key)
+        elif name in TEMPLATES:
+            template = TEMPLATES[name]
+            _check_keys(entry, COMMON_KEYS | set(template.params), where, name)
+        else:
             raise ConfigError(
                 f"{where}.endpoint is {name!r}; it must be one of: {', '.join(ENDPOINT_NAMES)}."
             )
-        template = TEMPLATES[name]
-        allowed = COMMON_KEYS | set(template.params)
-        unknown = sorted(set(entry) - allowed)
-        if unknown:
-            raise ConfigError(
-                f"{where} has unknown setting(s) {', '.join(unknown)}; the endpoint "
-                f"'{name}' takes: {', '.join(sorted(allowed))}."
-            )
-        write_mode = entry.get("write_mode", "upsert")
+        write_mode = entry.get("write_mode", "create" if custom else "upsert")
         if write_mode not in WRITE_MODES:
             raise ConfigError(
                 f"{where}.write_mode must be 'upsert' or 'create', not {write_mode!r}."
@@ -130,14 +146,15 @@ class Destination:
         key_property = entry.get("key_property")
         if key_property is not None and not isinstance(key_property, str):
             raise ConfigError(f"{where}.key_property must be a field name (a string).")
-        webhook = entry.get("response_webhook_url")
-        if webhook is not None and not isinstance(webhook, str):
-            raise ConfigError(f"{where}.response_webhook_url must be a URL (a string).")
+        webhook = parse_webhook_url(entry.get("response_webhook_url"),
+                                    f"{where}.response_webhook_url")
+        # A custom URL's placeholders always read the record (its entry has no parameters).
+        settings = {} if custom else entry
         return cls(
             stream=stream,
             template=template,
             params={
-                p: Pattern.parse(entry.get(p, "{" + p + "}"), f"{where}.{p}")
+                p: Pattern.parse(settings.get(p, "{" + p + "}"), f"{where}.{p}")
                 for p in template.params
             },
             exclude=frozenset(
@@ -147,6 +164,18 @@ class Destination:
             key_property=key_property,
             webhook_url=webhook,
             write_mode=write_mode,
+            custom=custom,
+        )
+
+
+def _check_keys(entry: Mapping[str, Any], allowed: set[str] | frozenset[str], where: str,
+                name: str) -> None:
+    """Unknown keys in an entry are typos: name them and list what the endpoint takes."""
+    unknown = sorted(set(entry) - allowed)
+    if unknown:
+        raise ConfigError(
+            f"{where} has unknown setting(s) {', '.join(unknown)}; the endpoint "
+            f"'{name}' takes: {', '.join(sorted(allowed))}."
         )
 
 
@@ -158,6 +187,24 @@ def unmapped_stream(stream: str) -> ConfigError:
         "or rename it with a stream map to one of the template names: "
         f"{', '.join(TEMPLATES)} (or use endpoint 'custom')."
     )
+
+
+def parse_webhook_url(value: object, where: str) -> str | None:
+    """`response_webhook_url`: an https URL (plain http only for loopback hosts)."""
+    if value is None or value == "":
+        return None
+    parts = urlsplit(value) if isinstance(value, str) else None
+    if (parts is None or not isinstance(value, str) or parts.scheme not in ("http", "https")
+            or not parts.hostname):
+        raise ConfigError(
+            f"{where} must be an http(s) URL such as https://hooks.example.com/aha, "
+            f"got {value!r}."
+        )
+    if parts.scheme == "http" and parts.hostname not in LOOPBACK:
+        raise ConfigError(
+            f"{where} uses plain http; use https (http is only allowed for loopback hosts)."
+        )
+    return value
 
 
 def parse_list(value: object, where: str) -> list[str]:

@@ -22,7 +22,7 @@ import backoff
 import requests
 from pyrate_limiter import Limiter, Rate
 
-from target_aha.client import AhaClient, Answer, Request, Verdict, classify
+from target_aha.client import AhaClient, Answer, Request, Verdict, classify, encode_body
 from target_aha.errors import FatalAhaError, RecordRejected
 
 ARRIVAL_MARGIN_MS = 50
@@ -167,7 +167,9 @@ class Sender:
             if verdict is Verdict.OK:
                 return answer
             if verdict is Verdict.REJECTED:
-                raise RecordRejected(answer.status, answer.excerpt(), request.describe())
+                raise RecordRejected(
+                    answer.status, answer.excerpt(), request.describe(), answer
+                )
             if verdict is Verdict.FATAL:
                 raise FatalAhaError(self._fatal_message(answer, request, where))
             last = f"HTTP {answer.status}: {answer.excerpt()}"
@@ -183,6 +185,12 @@ class Sender:
 
     def _fatal_message(self, answer: Answer, request: Request, where: str) -> str:
         account = self.client.account
+        if not self.client.is_account_url(self.client.url(request)):
+            return (
+                f"{request.describe()} ({where}) was refused with {answer.status}: "
+                f"{answer.excerpt()}. That host is not the Aha! account, so it never gets the "
+                "Aha! API key; give it credentials of its own in the stream's request_headers."
+            )
         if answer.status == 401:
             cause = (
                 "the API key was not accepted (401). Check api_key (TARGET_AHA_API_KEY) "
@@ -200,7 +208,11 @@ class Sender:
 
 
 class DryRunSender:
-    """Prints each request as one JSON line on stderr instead of sending it."""
+    """Prints each request as one JSON line on stderr instead of sending it.
+
+    The body is printed as it would go out: JSON data as data, a form body as the exact
+    encoded string (`feature[name]=Dark%20mode&...`), so it can be pasted into curl.
+    """
 
     def __init__(self, client: AhaClient) -> None:
         self.client = client
@@ -215,7 +227,7 @@ class DryRunSender:
             "method": request.method,
             "url": self.client.url(request),
             "headers": self.client.public_headers(request),
-            "body": request.body,
+            "body": encode_body(request) if request.content_format == "form" else request.body,
         }
         with self._lock:
             self.sent += 1

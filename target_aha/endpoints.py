@@ -9,6 +9,9 @@ from __future__ import annotations
 import string
 from dataclasses import dataclass, field
 
+CUSTOM = "custom"
+"""The `endpoint` value of the manual configuration (any Aha! endpoint)."""
+
 
 def path_params(path: str) -> tuple[str, ...]:
     """Names of the `{placeholders}` of a path template, in order of appearance."""
@@ -41,6 +44,8 @@ class Template:
     @property
     def operation(self) -> str:
         """The results file's `operation` for a plain call of this template."""
+        if self.name == CUSTOM:
+            return CUSTOM
         return {"POST": "create", "PUT": "update", "DELETE": "delete"}[self.method]
 
 
@@ -89,8 +94,5 @@ TEMPLATES: dict[str, Template] = {
         ),
     )
 }
-
-CUSTOM = "custom"
-"""The `endpoint` value of the manual configuration (any Aha! endpoint)."""
 
 ENDPOINT_NAMES: tuple[str, ...] = (*TEMPLATES, CUSTOM)

@@ -6,6 +6,8 @@ to do. The CLI prints `TargetAhaError` messages as they are, without a traceback
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class TargetAhaError(Exception):
     """An error whose message is written for the user; it ends the run."""
@@ -31,13 +33,19 @@ class RecordError(Exception):
 
 
 class RecordRejected(Exception):
-    """Aha! answered 400, 404, 422 (or another 4xx that is about the request itself)."""
+    """Aha! answered 400, 404, 422 (or another 4xx that is about the request itself).
 
-    def __init__(self, status: int, answer: str, request_line: str) -> None:
+    `response` is the whole answer (the client's `Answer`), for the response webhook.
+    """
+
+    def __init__(
+        self, status: int, answer: str, request_line: str, response: Any = None
+    ) -> None:
         super().__init__(f"{request_line} answered {status}: {answer}")
         self.status = status
         self.answer = answer
         self.request_line = request_line
+        self.response = response
 
 
 class SchemaMismatch(Exception):

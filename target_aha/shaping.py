@@ -1,6 +1,7 @@
-"""Record → request: placeholders, consumed and excluded fields, wrapping, serialization.
+"""Record → request: placeholders, consumed and excluded fields, wrapping, serialization,
+and the bodies of batches.
 
-Pure functions of a `Destination` and a record; nothing here knows about HTTP sessions,
+Pure functions of a `Destination` and records; nothing here knows about HTTP sessions,
 rate limits or the SDK.
 """
 
@@ -14,8 +15,9 @@ from typing import Any
 from urllib.parse import quote
 
 from target_aha.client import Request
+from target_aha.custom import Custom
 from target_aha.destination import Destination
-from target_aha.errors import RecordError
+from target_aha.errors import ConfigError, RecordError
 
 
 def encode_segment(value: str, param: str) -> str:
@@ -70,21 +72,78 @@ def wrap(body: dict[str, Any], wrapper: str | None, nest: str | None) -> dict[st
 
 
 def param_values(dest: Destination, record: Mapping[str, Any]) -> dict[str, str]:
-    """The template's parameters for one record; raises RecordError if one is missing."""
+    """The URL parameters for one record; raises RecordError if one is missing."""
     return {p: pattern.render(record, p) for p, pattern in dest.params.items()}
+
+
+def record_body(dest: Destination, record: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields a record sends: all but those consumed by the URL and those excluded."""
+    dropped = dest.consumed | dest.exclude
+    return {k: to_json_value(v) for k, v in record.items() if k not in dropped}
 
 
 def build_request(
     dest: Destination, record: Mapping[str, Any], values: Mapping[str, str], mailers_off: bool
 ) -> Request:
-    """The request a template sends for one record; raises RecordError if it cannot be built."""
-    dropped = dest.consumed | dest.exclude
-    body = {k: to_json_value(v) for k, v in record.items() if k not in dropped}
+    """The request a stream sends for one record; raises RecordError if it cannot be built."""
+    body = record_body(dest, record)
     template = dest.template
+    if dest.custom is not None:
+        if dest.custom.method == "DELETE" and not body:
+            payload = None
+        elif dest.custom.wrap_key is not None:
+            payload = wrap(body, dest.custom.wrap_key, None)
+        else:
+            payload = body
+        return _custom_request(dest, dest.custom, fill_path(template.path, values), payload,
+                               mailers_off)
     return Request(
         method=template.method,
         path=fill_path(template.path, values),
         query={"disable_mailers": "true"} if mailers_off else {},
         body=wrap(body, template.wrapper, template.nest),
         headers=dict(dest.headers),
+    )
+
+
+def build_batch_request(
+    dest: Destination, bodies: list[dict[str, Any]], mailers_off: bool
+) -> Request:
+    """The one request of a batch (a custom stream with `batch`): its body holds every record.
+
+    `property`: `{...other_props, property_name: bodies}`. `code`: the expression's result;
+    raises ExpressionError (a ConfigError) if it fails, and then nothing is sent.
+    """
+    custom = dest.custom
+    if custom is None or custom.batch is None:
+        raise ValueError(f"stream '{dest.stream}' is not batched")
+    batch = custom.batch
+    if batch.expression is None:
+        payload: Any = {**batch.other_props, batch.property_name: bodies}
+    else:
+        payload = batch.expression.evaluate(bodies, dest.stream)
+        if custom.content_format == "form" and not isinstance(payload, dict):
+            raise ConfigError(
+                f"streams.{dest.stream}.batch.code produced a list, but content_format "
+                "'form' needs an object (form fields are key=value pairs); return an object "
+                "such as {'records': records}, or use content_format 'json'."
+            )
+    return _custom_request(dest, custom, fill_path(custom.path, {}), payload, mailers_off)
+
+
+def _custom_request(
+    dest: Destination, custom: Custom, path: str, payload: Any, mailers_off: bool
+) -> Request:
+    """A custom endpoint's request: its URL's query, and disable_mailers only for Aha!."""
+    query = dict(custom.query)
+    if mailers_off and custom.on_account_host:
+        query["disable_mailers"] = "true"
+    return Request(
+        method=custom.method,
+        path=path,
+        query=query,
+        body=payload,
+        headers=dict(dest.headers),
+        origin=custom.origin,
+        content_format=custom.content_format,
     )

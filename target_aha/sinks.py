@@ -2,12 +2,15 @@
 
 A record is shaped and handed to the dispatcher as soon as it is read, so sending overlaps
 reading. When the SDK drains a sink (before it emits STATE), `process_batch` waits until
-every record handed over so far has an outcome, which is what makes STATE safe.
+every record handed over so far has an outcome (and its answer went to the response
+webhook), which is what makes STATE safe. A batched custom stream collects `batch.size`
+records into one call; a drain sends its partial batch first.
 """
 
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Hashable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -15,15 +18,24 @@ from singer_sdk.exceptions import InvalidRecord
 from singer_sdk.sinks import BatchSink
 from singer_sdk.sinks.core import JSONSchemaValidator
 
-from target_aha.endpoints import TEMPLATES, Template
-from target_aha.errors import FatalAhaError, RecordError, RecordRejected, SchemaMismatch
+from target_aha.custom import Batch
+from target_aha.destination import Destination
+from target_aha.endpoints import CUSTOM, TEMPLATES, Template
+from target_aha.errors import (
+    ConfigError,
+    FatalAhaError,
+    RecordError,
+    RecordRejected,
+    SchemaMismatch,
+)
 from target_aha.ledger import Scope
 from target_aha.results import Outcome, object_in
-from target_aha.shaping import build_request, param_values
+from target_aha.shaping import build_batch_request, build_request, param_values, record_body
 from target_aha.upsert import Delivered, Keyed, Upsert
+from target_aha.webhook import envelope
 
 if TYPE_CHECKING:
-    from target_aha.client import Request
+    from target_aha.client import Answer, Request
     from target_aha.target import TargetAha
 
 
@@ -56,15 +68,15 @@ class AhaSink(BatchSink):
         self.destination = target.destination_for(stream_name)
         prop = self.destination.key_property
         self.key_fields: list[str] = [prop] if prop else list(key_properties or [])
-        self._position = 0
-        upserts = (
-            self.run.ledger is not None
-            and self.destination.write_mode == "upsert"
-            and self.template.update_path is not None
+        self.webhook_url: str | None = (
+            self.destination.webhook_url or target.config.get("response_webhook_url") or None
         )
+        self._position = 0
+        ledger = self.run.ledger
+        upserts = self.destination.write_mode == "upsert" and self.template.update_path
         self.upsert = (
-            Upsert(self.run.sender, self.run.ledger, self.template, self.run.dry_run)
-            if upserts and self.run.ledger is not None
+            Upsert(self.run.sender, ledger, self.template, self.run.dry_run)
+            if ledger is not None and upserts
             else None
         )
 
@@ -99,7 +111,7 @@ class AhaSink(BatchSink):
         if key is not None:
             order.append(("key", self.stream_name, key))
         if request.method != "POST":
-            order.append(("object", request.path))
+            order.append(("object", request.origin, request.path))
         self.run.dispatcher.submit(
             functools.partial(self._deliver, request, values, key, where), order
         )
@@ -107,6 +119,7 @@ class AhaSink(BatchSink):
     def process_batch(self, context: dict) -> None:
         """Wait until every record handed over so far is settled (or raise the fatal error)."""
         self.run.dispatcher.join()
+        self.run.webhook.join()
 
     def _deliver(
         self, request: Request, values: Mapping[str, str], key: str | None, where: str
@@ -123,12 +136,34 @@ class AhaSink(BatchSink):
                     # The deleted object's key must be created afresh if it comes back.
                     self.run.ledger.forget_object(values[self.template.params[-1]])
         except RecordRejected as exc:
+            self._notify(request, key, exc.response)
             self._reject(key, where, str(exc), exc.status)
             return
         except RecordError as exc:
             self._reject(key, where, str(exc), None)
             return
+        if done.answer is not None:
+            self._notify(done.request or request, key, done.answer)
         self.run.results.write(self._outcome(key, done))
+
+    def _notify(
+        self, request: Request, key: str | list[str | None] | None, answer: Answer | None
+    ) -> None:
+        """Post the answer that settled a record (or batch) to the response webhook, if any.
+
+        None (a dry run) posts nothing. The envelope has no headers: never the API key.
+        """
+        if answer is None or self.webhook_url is None:
+            return
+        response = answer.data if answer.data is not None else (answer.text or None)
+        self.run.webhook.post(
+            self.webhook_url,
+            envelope(
+                self.stream_name, key, method=request.method,
+                url=self.run.sender.client.url(request), status=answer.status,
+                response=response,
+            ),
+        )
 
     def _outcome(self, key: str | None, done: Delivered) -> Outcome:
         status = "dry_run" if self.run.dry_run else "succeeded"
@@ -167,6 +202,121 @@ class AhaSink(BatchSink):
 
 def _text(value: object) -> str | None:
     return None if value is None else str(value)
+
+
+class CustomSink(AhaSink):
+    """The custom endpoint, one record one call; its template row is the stream's own."""
+
+    @property
+    def template(self) -> Template:  # type: ignore[override]
+        """The stream's custom template row (method, URL path, wrap key)."""
+        return self.destination.template
+
+
+class CustomBatchSink(CustomSink):
+    """A custom endpoint with `batch`: `batch.size` records per call, one outcome for all.
+
+    Records wait in `_pending` (at most one batch) until the batch is full or the SDK
+    drains the sink; each record still gets its own results line.
+    """
+
+    def __init__(
+        self,
+        target: TargetAha,
+        stream_name: str,
+        schema: dict,
+        key_properties: Sequence[str] | None,
+    ) -> None:
+        super().__init__(target, stream_name, schema, key_properties)
+        custom = self.destination.custom
+        if custom is None or custom.batch is None:
+            raise ValueError(f"stream '{stream_name}' has no batch settings")
+        self.batch: Batch = custom.batch
+        self._pending: list[tuple[str | None, int, dict[str, Any]]] = []
+
+    @property
+    def max_size(self) -> int:
+        """The SDK drains a sink that is full: make that a whole number of batches."""
+        size = self.batch.size
+        return max(1, math.ceil(super().max_size / size)) * size
+
+    def process_record(self, record: dict, context: dict) -> None:
+        """Add the record to the batch; send the batch when it is full."""
+        self._position += 1
+        body = record_body(self.destination, record)
+        self._pending.append((self.key_of(record), self._position, body))
+        if len(self._pending) >= self.batch.size:
+            self._flush()
+
+    def process_batch(self, context: dict) -> None:
+        """Send the partial batch, then wait for everything (before the SDK emits STATE)."""
+        self._flush()
+        super().process_batch(context)
+
+    def _flush(self) -> None:
+        if not self._pending:
+            return
+        members, self._pending = self._pending, []
+        keys = [key for key, _, _ in members]
+        where = _batch_where(self.stream_name, members)
+        try:
+            request = build_batch_request(
+                self.destination, [body for _, _, body in members], self.run.disable_mailers
+            )
+        except ConfigError as exc:
+            for key in keys:
+                self.run.results.write(self._line(key, "rejected", error=str(exc)))
+            raise ConfigError(f"{where[0].upper()}{where[1:]}: {exc}") from exc
+        order: list[Hashable] = [("key", self.stream_name, k) for k in keys if k is not None]
+        if request.method != "POST":
+            order.append(("object", request.origin, request.path))
+        self.run.dispatcher.submit(
+            functools.partial(self._deliver_batch, request, keys, where), order
+        )
+
+    def _deliver_batch(self, request: Request, keys: list[str | None], where: str) -> None:
+        try:
+            answer = self.run.sender.send(request, where)
+        except RecordRejected as exc:
+            self._notify(request, keys, exc.response)
+            for key in keys:
+                self.run.results.write(
+                    self._line(key, "rejected", http_status=exc.status, error=str(exc))
+                )
+            if self.run.on_record_error == "fail":
+                raise FatalAhaError(
+                    f"Batch rejected ({where}): {exc}. Fix the records or the stream's "
+                    "entry in `streams`, or set on_record_error: skip to record the "
+                    "records of such batches as rejected in the results file and go on."
+                ) from exc
+            return
+        self._notify(request, keys, answer)
+        for key in keys:
+            if answer is None:
+                self.run.results.write(self._line(key, "dry_run"))
+            else:
+                self.run.results.write(self._line(key, "succeeded", http_status=answer.status))
+
+    def _line(self, key: str | None, status: str, **fields: Any) -> Outcome:
+        return Outcome(self.stream_name, key, CUSTOM, CUSTOM, status, **fields)
+
+
+def _batch_where(stream: str, members: list[tuple[str | None, int, dict[str, Any]]]) -> str:
+    """`stream 's', batch of 3 records #4-#6 (keys 'a', 'b', 'c')` for messages."""
+    keys = [key for key, _, _ in members if key is not None]
+    shown = ", ".join(repr(k) for k in keys[:5]) + (f" +{len(keys) - 5} more" if keys[5:] else "")
+    first, last = members[0][1], members[-1][1]
+    return (
+        f"stream '{stream}', batch of {len(members)} records #{first}-#{last}"
+        + (f" (keys {shown})" if keys else "")
+    )
+
+
+def sink_class(destination: Destination) -> type[AhaSink]:
+    """The sink class that serves a destination."""
+    if destination.custom is None:
+        return SINK_CLASSES[destination.endpoint]
+    return CustomBatchSink if destination.custom.batch is not None else CustomSink
 
 
 SINK_CLASSES: dict[str, type[AhaSink]] = {

@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 import sys
 import typing as t
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib.metadata import version
 from urllib.parse import urlsplit
 
+import click
 from singer_sdk import Target
 from singer_sdk import typing as th
 from singer_sdk.exceptions import (
@@ -20,20 +21,21 @@ from singer_sdk.io_base import SingerReader
 from singer_sdk.singerlib.exceptions import InvalidInputLine
 from singer_sdk.singerlib.json import deserialize_json
 
-from target_aha.client import AhaClient
-from target_aha.destination import Destination
+from target_aha.client import LOOPBACK, AhaClient
+from target_aha.destination import Destination, parse_webhook_url
 from target_aha.dispatch import Dispatcher, DryRunSender, RateGate, Sender
 from target_aha.errors import ConfigError, InputError, SchemaMismatch, TargetAhaError
 from target_aha.ledger import Ledger, open_ledger
+from target_aha.preflight import preflight
 from target_aha.progress import Progress
 from target_aha.results import Results
-from target_aha.sinks import SINK_CLASSES, AhaSink
+from target_aha.sinks import AhaSink, sink_class
+from target_aha.webhook import Webhook
 
 if t.TYPE_CHECKING:
     from singer_sdk.sinks import Sink
 
 VERSION = version("target-aha")
-LOOPBACK = {"localhost", "127.0.0.1", "::1"}
 
 SETTINGS = th.PropertiesList(
     th.Property(
@@ -55,7 +57,8 @@ SETTINGS = th.PropertiesList(
         "streams", th.ObjectType(additional_properties=True), default={},
         description="Stream name -> destination: {\"endpoint\": <template or custom>, "
         "parameters such as release_id (a literal or a {field} placeholder), key_property, "
-        "exclude_attributes, request_headers, response_webhook_url, write_mode}.",
+        "exclude_attributes, request_headers, response_webhook_url, write_mode}. A custom "
+        "endpoint takes method, url, content_format, wrap_key, allow_other_hosts, batch.",
     ),
     th.Property(
         "user_agent", th.StringType, default=f"target-aha/{VERSION}",
@@ -132,6 +135,7 @@ class Run:
     dry_run: bool
     gate: RateGate | None = None
     read: int = 0
+    webhook: Webhook = field(default_factory=lambda: Webhook(f"target-aha/{VERSION}"))
 
     def figures(self) -> dict[str, int]:
         """The counters a progress line shows."""
@@ -240,9 +244,10 @@ class TargetAha(Target):
                 f"base_url {self.base_url!r} uses plain http; Aha! needs https (http is "
                 "only allowed for loopback hosts such as the local sandbox)."
             )
+        parse_webhook_url(config.get("response_webhook_url"), "response_webhook_url")
         streams = config.get("streams") or {}
         for stream, entry in streams.items():
-            self._destinations[stream] = Destination.from_entry(stream, entry)
+            self._destinations[stream] = Destination.from_entry(stream, entry, self.base_url)
 
     def _start_run(self) -> Run:
         config = self.config
@@ -276,6 +281,10 @@ class TargetAha(Target):
             config["on_record_error"], self.dry_run, gate,
         )
 
+    def destinations(self) -> dict[str, Destination]:
+        """The destinations of the streams configured in `streams`."""
+        return dict(self._destinations)
+
     def destination_for(self, stream: str) -> Destination:
         """The destination of a stream: its `streams` entry, or the template it is named after."""
         if stream not in self._destinations:
@@ -284,9 +293,9 @@ class TargetAha(Target):
 
     def get_sink_class(self, stream_name: str) -> type[Sink]:
         """The template's sink class; an unmapped stream is an error at its SCHEMA."""
-        sink_class = SINK_CLASSES[self.destination_for(stream_name).endpoint]
+        sink = sink_class(self.destination_for(stream_name))
         self.progress.start()  # a run with a stream to load has begun
-        return sink_class
+        return sink
 
     def _process_state_message(self, message_dict: dict) -> None:
         """Keep the tap's STATE; settle and emit it if state_interval_seconds has passed."""
@@ -310,16 +319,48 @@ class TargetAha(Target):
     def _end_run(self) -> None:
         self.progress.stop()
         self.run.dispatcher.close()
+        self.run.webhook.close()
         self.run.results.close()
         if self.run.ledger is not None:
             self.run.ledger.close()
 
     @classmethod
-    def invoke(cls, *args: t.Any, **kwargs: t.Any) -> None:
+    def get_singer_command(cls) -> click.Command:
+        """The SDK's CLI plus `--test`, the pre-flight check."""
+        command = super().get_singer_command()
+        command.params.append(
+            click.Option(
+                ["--test"],
+                is_flag=True,
+                help="Check the API key and every configured stream's fixed containers "
+                "(GET requests only; nothing is written to Aha!), print one line per check, "
+                "and exit 0 only if all pass.",
+            )
+        )
+        return command
+
+    @classmethod
+    def invoke(cls, *args: t.Any, test: bool = False, **kwargs: t.Any) -> None:
         """Run the CLI; errors written for users are printed without a traceback."""
         try:
+            if test:
+                cls._preflight(kwargs.get("config"))
             super().invoke(*args, **kwargs)
         except TargetAhaError as exc:
             cls.logger.error("%s", exc)
             sys.stderr.flush()
             sys.exit(1)
+
+    @classmethod
+    def _preflight(cls, config: t.Any) -> t.NoReturn:
+        """`--test`: load and check the configuration, then run the checks; never returns."""
+        target = cls(
+            config=config.config if config else None,
+            validate_config=True,
+            parse_env_config=bool(config and config.parse_env),
+        )
+        try:
+            passed = preflight(target.run.sender.client, target.destinations(), print)
+        finally:
+            target._end_run()
+        sys.exit(0 if passed else 1)

@@ -46,6 +46,8 @@ class Delivered:
     operation: str
     answer: Answer | None = None
     entry: Entry | None = None
+    request: Request | None = None
+    """The request Aha! answered, when it is not the record's own (an upsert's PUT)."""
 
 
 @dataclass(frozen=True)
@@ -109,7 +111,7 @@ class Upsert:
             known = {"id": entry.aha_id, "reference_num": entry.reference_num, "url": entry.url}
             self.ledger.store(job.scope, {**known, **{k: v for k, v in obj.items() if v}},
                               job.digest)
-        return Delivered("update", answer=answer)
+        return Delivered("update", answer=answer, request=put)
 
     def _create(self, job: Keyed) -> Delivered:
         if self.dry_run:

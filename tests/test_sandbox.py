@@ -268,6 +268,32 @@ def test_delete_epic_then_it_is_gone(sandbox: Sandbox) -> None:
     assert sandbox.objects("epic") == []
 
 
+def test_patch_updates_like_put(sandbox: Sandbox) -> None:
+    feature = create_feature(sandbox, "Before")
+    reply = call(sandbox, "PATCH", f"/features/{feature['reference_num']}",
+                 {"feature": {"name": "After"}})
+    assert reply.status == 200
+    assert reply.body["feature"]["name"] == "After"
+    assert [f["name"] for f in sandbox.objects("feature")] == ["After"]
+
+
+def test_echo_answers_any_method_with_what_it_received(sandbox: Sandbox) -> None:
+    body = {"source": "crm", "records": [{"name": "a"}, {"name": "b"}]}
+    reply = call(sandbox, "PATCH", "/echo/bulk/ideas?mode=fast", body)
+    assert reply.status == 200
+    assert reply.body == {"echo": {"method": "PATCH", "path": "echo/bulk/ideas",
+                                   "query": {"mode": "fast"}, "body": body}}
+    form = call(sandbox, "DELETE", "/echo/x", raw=b"a[b]=1&tags[]=x&tags[]=y",
+                content_type="application/x-www-form-urlencoded")
+    assert form.body["echo"]["body"] == {"a": {"b": "1"}, "tags": ["x", "y"]}
+    hooked = call(sandbox, "POST", "/echo/x", {"records": [{"name": "FAIL-422"}]})
+    assert hooked.status == 422
+    assert call(sandbox, "POST", "/echo/x", raw=b"{nope").status == 400
+    assert call(sandbox, "POST", "/echo/x", {"a": 1}, token=None).status == 401
+    assert [entry["path"] for entry in sandbox.requests()][:2] == [
+        "/api/v1/echo/bulk/ideas", "/api/v1/echo/x"]
+
+
 def test_object_deleted_behind_the_apis_back(sandbox: Sandbox) -> None:
     feature = create_feature(sandbox)
     sandbox.delete_object("feature", feature["id"])

@@ -10,11 +10,13 @@ import time
 
 import pytest
 
-from target_aha.client import Answer, Verdict, classify
+from target_aha.client import AhaClient, Answer, Request, Verdict, classify, encode_form
 from target_aha.destination import Destination, Pattern, parse_headers
 from target_aha.dispatch import Dispatcher, RateGate
 from target_aha.endpoints import TEMPLATES
 from target_aha.errors import ConfigError, RecordError
+from target_aha.expressions import BatchExpression, ExpressionError
+from target_aha.sandbox.forms import decode_form
 from target_aha.shaping import build_request, encode_segment, param_values, to_json_value, wrap
 
 
@@ -140,3 +142,75 @@ def test_rate_gate_reads_reset_as_time_or_delta() -> None:
     assert gate.observe(Answer(200, {"X-Ratelimit-Remaining": "5",
                                      "X-Ratelimit-Reset": reset_at}, "")) is None
     assert gate.throttled == 3
+
+
+# -- custom endpoints, forms, batch expressions, the token's reach -------------------------------
+
+
+BASE = "https://mycompany.aha.io/api/v1"
+
+
+def custom_dest(**entry: object) -> Destination:
+    return Destination.from_entry("s", {"endpoint": "custom", **entry}, BASE)
+
+
+@pytest.mark.parametrize(
+    ("url", "path", "origin"),
+    [
+        ("/ideas/{id}", "/ideas/{id}", None),
+        ("ideas", "/ideas", None),
+        (BASE + "/ideas/{id}", "/ideas/{id}", None),  # under base_url: made relative
+        ("https://MyCompany.aha.io:443/api/v2/x", "/api/v2/x", "https://MyCompany.aha.io:443"),
+        ("https://hooks.example.com/in", "/in", "https://hooks.example.com"),
+    ],
+)
+def test_custom_urls_resolve(url: str, path: str, origin: str | None) -> None:
+    dest = custom_dest(url=url, allow_other_hosts=True)
+    assert dest.custom is not None
+    assert (dest.template.path, dest.custom.origin) == (path, origin)
+    assert dest.custom.on_account_host == ("example.com" not in url)
+
+
+def test_custom_placeholders_always_read_the_record() -> None:
+    # A placeholder named like a setting still reads the record field, not the setting.
+    dest = custom_dest(url="/things/{method}", method="PUT", wrap_key="thing")
+    rec = {"method": "a/b", "name": "n"}
+    req = build_request(dest, rec, param_values(dest, rec), True)
+    assert (req.method, req.path, req.body) == ("PUT", "/things/a%2Fb", {"thing": {"name": "n"}})
+    assert dest.template.operation == "custom"
+    assert dest.write_mode == "create"
+
+
+def test_the_token_goes_only_to_base_urls_origin() -> None:
+    client = AhaClient(BASE, "secret", "ua", 5)
+    assert client.is_account_url("https://mycompany.aha.io:443/api/v2/x")
+    for other in ("http://mycompany.aha.io/api/v1/x", "https://mycompany.aha.io:8443/x",
+                  "https://evil.aha.io/api/v1", "https://mycompany.aha.io.evil.com/"):
+        assert not client.is_account_url(other), other
+    outside = Request("POST", "/in", body={"a": 1}, origin="https://hooks.example.com")
+    assert "Authorization" not in client.public_headers(outside)
+    assert client._headers_for(outside).get("Authorization") is None
+    inside = Request("POST", "/ideas", body={"a": 1}, content_format="form")
+    assert client._headers_for(inside)["Authorization"] == "Bearer secret"
+    assert client.public_headers(inside)["Authorization"] == "Bearer ***"
+    assert client.public_headers(inside)["Content-Type"] == "application/x-www-form-urlencoded"
+    assert outside.describe() == "POST https://hooks.example.com/in"
+
+
+def test_form_encoding_round_trips_through_the_rails_decoder() -> None:
+    body = {"feature": {"name": "a&b=c ü", "tags": ["x", "y z"], "cf": {"p": "1"},
+                        "links": [{"t": "1", "u": "a"}, {"t": "2", "u": "b"}]}}
+    assert decode_form(encode_form(body)) == body
+    assert encode_form({"a": True, "b": None, "c": 3, "d": []}) == "a=true&b=&c=3"
+
+
+def test_batch_expression_is_safe_and_says_what_failed() -> None:
+    expr = BatchExpression("{'n': len(records), 's': stream, 'x': [r['a'] for r in records]}", "w")
+    assert expr.evaluate([{"a": 1}, {"a": 2}], "st") == {"n": 2, "s": "st", "x": [1, 2]}
+    for hostile in ("__import__('os')", "records.__class__", "open('/etc/passwd')",
+                    "(1).__class__.__subclasses__()", "getattr(records, 'pop')"):
+        with pytest.raises(ExpressionError, match="w failed"):
+            BatchExpression(hostile, "w").evaluate([{"a": 1}], "st")
+    for invalid in ("import os", "x = 1", "a; b", "", 3):
+        with pytest.raises(ConfigError):
+            BatchExpression(invalid, "w")

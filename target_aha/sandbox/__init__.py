@@ -13,6 +13,11 @@ process with `python -m target_aha.sandbox --help`, and drive it over HTTP under
     GET    /__sandbox/stats                  counters and busiest windows
     POST   /__sandbox/reset                  back to the seed data (204)
 
+Beyond Aha!'s routes: every update route also takes PATCH (as Rails routes do), and
+`/api/v1/echo/<anything>` takes any method and body and answers 200
+`{"echo": {"method", "path", "query", "body"}}` (FAIL-400 / FAIL-422 anywhere in the body
+answers 400 / 422), for custom endpoints and batch bodies that Aha! itself has no route for.
+
 Rate-limit headers: `X-Ratelimit-*` are sent only while a limit is configured, for the most
 constraining window (fewest remaining, then latest reset). With no limit they are omitted, so
 a client never slows down for a budget nobody enforces; an injected throttle 429 still sends

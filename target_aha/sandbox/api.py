@@ -22,6 +22,8 @@ Response = tuple[int, Any]
 
 # Kinds whose create needs a non-empty name, as Aha! validates them.
 NAMED_KINDS = frozenset({"feature", "epic", "goal", "initiative", "team", "idea"})
+ECHO = "echo"
+"""First path segment of the catch-all that answers any request with what it received."""
 DEFAULT_PER_PAGE = 30
 MAX_PER_PAGE = 200
 
@@ -91,9 +93,17 @@ class AhaApi:
             ("GET", ("teams", "*"), partial(show, "team")),
             ("PUT", ("teams", "*"), partial(update, "team")),
         ]
+        # Aha! is a Rails app: every update route takes PATCH as well as PUT.
+        self._routes += [
+            ("PATCH", pattern, handler)
+            for method, pattern, handler in list(self._routes)
+            if method == "PUT"
+        ]
 
     def handle(self, call: Call) -> Response:
         """Answer the call; an unknown route is a 404 like an unknown object."""
+        if call.segments[:1] == (ECHO,):
+            return _echo(call)
         for method, pattern, handler in self._routes:
             if method == call.method and _matches(pattern, call.segments):
                 args = [
@@ -231,6 +241,24 @@ class AhaApi:
                 "current_page": page,
             },
         }
+
+
+def _echo(call: Call) -> Response:
+    """/api/v1/echo/...: any method, any body; answers what it received (not an Aha! route).
+
+    For endpoints the sandbox does not model (custom endpoints, batch bodies). The hooks work
+    as on writes: a FAIL-400 / FAIL-422 string anywhere in the body answers 400 / 422.
+    """
+    for status, problem in (
+        (400, call.body_error),
+        (400, _contains(call.body, "FAIL-400") and "Bad request (the FAIL-400 test hook)"),
+        (422, _contains(call.body, "FAIL-422") and "Validation failed (the FAIL-422 test hook)"),
+    ):
+        if problem:
+            return status, ApiError(status, problem).payload()
+    echo = {"method": call.method, "path": "/".join(call.segments), "query": dict(call.query),
+            "body": call.body}
+    return 200, {"echo": echo}
 
 
 def _matches(pattern: tuple[str, ...], segments: tuple[str, ...]) -> bool:

@@ -1,0 +1,215 @@
+"""`target-aha --test`: check a configuration against Aha! before loading anything.
+
+It reads and never writes: `GET /me` for the API key, then for each configured stream the
+containers its entry names literally (`GET /releases/{id}`, `GET /products/{id}`, a custom
+table by listing one of its records, ...). Parameters that read the record cannot be checked
+without records, and custom endpoints are not called at all (any call could be a write), so
+those are reported as not checkable. One line per check; the caller exits 0 only if none
+failed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+
+from target_aha.client import AhaClient, Answer, Request, Verdict, classify
+from target_aha.custom import Custom
+from target_aha.destination import Destination
+from target_aha.endpoints import path_params
+from target_aha.errors import RecordError
+from target_aha.shaping import fill_path
+
+
+@dataclass(frozen=True)
+class Read:
+    """How to check that a parameter names something that exists: one GET."""
+
+    param: str
+    kind: str
+    path: str
+    example: str
+    query: tuple[tuple[str, str], ...] = ()
+
+
+READS = (
+    Read("product_id", "product", "/products/{product_id}", "its prefix such as PRJ1, or its id"),
+    Read("release_id", "release", "/releases/{release_id}", "its reference such as PRJ1-R-1"),
+    Read(
+        "custom_table_key", "custom table",
+        "/products/{product_id}/custom_objects/{custom_table_key}/records",
+        "the table's API key as shown in Aha! (custom tables need an Enterprise+ plan)",
+        (("per_page", "1"),),
+    ),
+    Read("epic_id", "epic", "/epics/{epic_id}", "its reference such as PRJ1-E-1"),
+    Read("goal_id", "goal", "/products/{product_id}/goals/{goal_id}",
+         "its reference such as PRJ1-G-1, in that product"),
+    Read("initiative_id", "initiative", "/products/{product_id}/initiatives/{initiative_id}",
+         "its reference such as PRJ1-S-1, in that product"),
+)
+"""Per template parameter, the read that proves it names an existing object. A template
+with a new kind of parameter needs a row here to be checked."""
+ATTEMPTS = 3
+"""Tries of one GET when Aha! answers 429/5xx or cannot be reached."""
+
+
+@dataclass(frozen=True)
+class Check:
+    """One line of the report: passed (True), failed (False) or not checkable (None)."""
+
+    passed: bool | None
+    subject: str
+    detail: str
+
+    def line(self) -> str:
+        """The printed line."""
+        label = {True: "PASS", False: "FAIL", None: "SKIP"}[self.passed]
+        return f"{label}  {self.subject}: {self.detail}"
+
+
+def preflight(
+    client: AhaClient, destinations: Mapping[str, Destination], emit: Callable[[str], Any]
+) -> bool:
+    """Run every check, `emit` one line each and a summary; True if none failed."""
+    checker = _Checker(client)
+    checks = [checker.token()]
+    emit(checks[0].line())
+    for stream, dest in destinations.items():
+        for check in checker.stream(stream, dest, token_ok=checks[0].passed is True):
+            checks.append(check)
+            emit(check.line())
+    failed = sum(c.passed is False for c in checks)
+    emit(
+        f"target-aha --test: {sum(c.passed is True for c in checks)} passed, {failed} failed, "
+        f"{sum(c.passed is None for c in checks)} not checkable. "
+        + ("Fix the FAIL lines and run the test again." if failed else "Nothing was written.")
+    )
+    return failed == 0
+
+
+class _Checker:
+    """Makes the GETs (each path once) and words what they mean."""
+
+    def __init__(self, client: AhaClient) -> None:
+        self._client = client
+        self._answers: dict[str, Answer | str] = {}
+
+    def token(self) -> Check:
+        subject = f"API key for {self._client.account}"
+        answer = self._get("/me", ())
+        if isinstance(answer, str):
+            return Check(False, subject, answer)
+        if answer.status == 200:
+            user = (answer.data or {}).get("user") or {}
+            who = user.get("email") or user.get("name") or "unknown user"
+            return Check(True, subject, f"GET /me answered 200 (user {who})")
+        return Check(
+            False, subject,
+            f"GET /me answered {answer.status}: {answer.excerpt()}. Check api_key "
+            "(TARGET_AHA_API_KEY) and that subdomain/base_url is the account the key belongs to.",
+        )
+
+    def stream(self, stream: str, dest: Destination, *, token_ok: bool) -> list[Check]:
+        subject = f"stream '{stream}' ({dest.endpoint})"
+        if dest.custom is not None:
+            return self._custom(subject, dest, dest.custom)
+        literals = {p: pattern for p, pattern in dest.params.items() if not pattern.fields}
+        checks = []
+        for read in READS:
+            if read.param not in dest.params:
+                continue
+            where = f"{subject} {read.param}"
+            missing = [p for p in path_params(read.path) if p not in literals]
+            if missing:
+                fields = sorted(set().union(*(dest.params[p].fields for p in missing)))
+                checks.append(Check(
+                    None, where,
+                    f"not checkable (read from each record: field {', '.join(fields)})",
+                ))
+            elif not token_ok:
+                checks.append(Check(None, where, "not checked: the API key was not accepted"))
+            else:
+                values = {p: literals[p].render({}, p) for p in path_params(read.path)}
+                checks.append(self._exists(where, f"streams.{stream}.{read.param}", read, values))
+        if not checks:
+            checks.append(Check(
+                None, subject,
+                f"nothing to check ({dest.template.method} {dest.template.path} has no container)",
+            ))
+        return checks
+
+    def _custom(self, subject: str, dest: Destination, custom: Custom) -> list[Check]:
+        url = self._client.url(Request(custom.method, custom.path, origin=custom.origin))
+        if custom.on_account_host:
+            host = f"{url}: on the Aha! account's host; the API key is sent with it"
+        else:
+            host = (
+                f"{url}: on another host, allowed by allow_other_hosts; the API key is never "
+                "sent to it"
+            )
+        checks = [Check(True, f"{subject} url", host)]
+        if dest.params:
+            checks.append(Check(
+                None, f"{subject} url",
+                f"placeholders {', '.join(dest.params)}: not checkable (read from each record)",
+            ))
+        checks.append(Check(
+            None, f"{subject} endpoint",
+            f"not called by --test (a {custom.method} could write); try it with dry_run: true",
+        ))
+        return checks
+
+    def _exists(self, where: str, setting: str, read: Read, values: dict[str, str]) -> Check:
+        try:
+            path = fill_path(read.path, values)
+        except RecordError as exc:
+            return Check(False, where, f"{exc}; set {setting} to {read.example}")
+        answer = self._get(path, read.query)
+        request = f"GET {path}"
+        if isinstance(answer, str):
+            return Check(False, where, answer)
+        named = f"{read.kind} {values[read.param]!r}"
+        if classify(answer.status) is Verdict.OK:
+            return Check(True, where, f"{named} exists ({request} answered {answer.status})")
+        if answer.status == 404:
+            fix = f"set {setting} to an existing {read.kind}: {read.example}"
+        elif answer.status == 403:
+            fix = (
+                f"the API key's user may not read this {read.kind}; give that user "
+                "permission on the product in Aha!, or use the key of a user who has it"
+            )
+        else:
+            fix = "check the value and the account"
+        return Check(
+            False, where,
+            f"{named}: {request} answered {answer.status}: {answer.excerpt()}. To fix: {fix}.",
+        )
+
+    def _get(self, path: str, query: tuple[tuple[str, str], ...]) -> Answer | str:
+        """The answer to a GET (each path asked once), or why there is none."""
+        if path not in self._answers:
+            self._answers[path] = self._fetch(Request("GET", path, dict(query)))
+        return self._answers[path]
+
+    def _fetch(self, request: Request) -> Answer | str:
+        problem = ""
+        for attempt in range(ATTEMPTS):
+            if attempt:
+                time.sleep(2 ** (attempt - 1))
+            try:
+                answer = self._client.send(request)
+            except requests.RequestException as exc:
+                problem = f"{type(exc).__name__}"
+                continue
+            if classify(answer.status) is not Verdict.RETRY:
+                return answer
+            problem = f"HTTP {answer.status}: {answer.excerpt()}"
+        return (
+            f"{request.describe()} got no usable answer from {self._client.account} after "
+            f"{ATTEMPTS} tries ({problem}). Check subdomain/base_url and that Aha! is "
+            "reachable from here, then run the test again."
+        )

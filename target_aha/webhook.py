@@ -1,0 +1,171 @@
+"""The response webhook: each Aha! answer that settles a record (or a batch), POSTed onward.
+
+Posting happens on a few background threads, so a slow or dead webhook never holds a sender
+(and with it Aha!'s rate budget) hostage. The sinks call `join` before the SDK emits STATE
+and `close` at the end of the run, so every answer is posted (or given up on) before the
+tap's bookmark moves or the process ends. A webhook that fails is retried a few times with a
+small backoff and then logged: it never fails the load. The webhook has its own sessions and
+never sees the Aha! API key: the envelope carries only the method, URL, status and answer.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import random
+import threading
+import time
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+
+RETRIES = 3
+"""Retries of one post on a connection error, a timeout, 408, 429 or 5xx."""
+BACKOFF_SECONDS = 0.2
+"""First wait between attempts; it doubles each retry (0.2, 0.4, 0.8 s, with jitter)."""
+TIMEOUT = (3.05, 10.0)
+"""Seconds to connect and to read: a black-holed webhook costs seconds, not minutes."""
+GIVE_UP_AFTER = 3
+"""After this many posts in a row failed every attempt, later posts get one attempt each
+(until one goes through), so a webhook that is down cannot stall the end of a long run."""
+WORKERS = 4
+QUEUE_SIZE = 1000
+"""Posts waiting at most; beyond that, senders wait (memory stays flat)."""
+
+logger = logging.getLogger("target_aha")
+
+
+def envelope(
+    stream: str,
+    key: str | list[str | None] | None,
+    *,
+    method: str,
+    url: str,
+    status: int,
+    response: Any,
+) -> dict[str, Any]:
+    """The JSON a webhook receives (contract: spec §6). `key` is a list for a batch."""
+    return {
+        "stream": stream,
+        "key": key,
+        "request": {"method": method, "url": url},
+        "status": status,
+        "response": response,
+    }
+
+
+class Webhook:
+    """Queues envelopes and posts them from background threads, with retries."""
+
+    def __init__(self, user_agent: str) -> None:
+        self._headers = {"Content-Type": "application/json", "User-Agent": user_agent}
+        self._queue: queue.Queue[tuple[str, dict[str, Any]] | None] = queue.Queue(QUEUE_SIZE)
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._workers: list[threading.Thread] = []
+        self._failing_streak = 0
+        self.delivered = 0
+        self.undelivered = 0
+
+    def post(self, url: str, body: dict[str, Any]) -> None:
+        """Queue one envelope for `url` (blocks only while the queue is full)."""
+        with self._lock:
+            if not self._workers:
+                self._workers = [
+                    threading.Thread(target=self._run, name=f"aha-webhook-{i}", daemon=True)
+                    for i in range(WORKERS)
+                ]
+                for worker in self._workers:
+                    worker.start()
+        self._queue.put((url, body))
+
+    def join(self) -> None:
+        """Wait until every queued envelope was posted or given up on."""
+        self._queue.join()
+
+    def close(self) -> None:
+        """Post what is queued, stop the threads and log the tally."""
+        with self._lock:
+            workers, self._workers = self._workers, []
+        if not workers:
+            return
+        self._queue.join()
+        for _ in workers:
+            self._queue.put(None)
+        if self.undelivered:
+            logger.warning(
+                "Response webhook: %d answers posted, %d could not be delivered (see the "
+                "warnings above); the results file has every record's outcome.",
+                self.delivered, self.undelivered,
+            )
+        else:
+            logger.info("Response webhook: %d answers posted.", self.delivered)
+
+    def _run(self) -> None:
+        while (item := self._queue.get()) is not None:
+            try:
+                self._deliver(*item)
+            except Exception:  # a worker must survive anything, or join() would hang
+                logger.exception("Response webhook: unexpected error while posting")
+            finally:
+                self._queue.task_done()
+        self._queue.task_done()
+
+    def _deliver(self, url: str, body: dict[str, Any]) -> None:
+        with self._lock:
+            attempts = 1 if self._failing_streak >= GIVE_UP_AFTER else 1 + RETRIES
+        problem = self._attempt(url, json.dumps(body), attempts)
+        with self._lock:
+            if problem is None:
+                self.delivered += 1
+                self._failing_streak = 0
+                return
+            self.undelivered += 1
+            self._failing_streak += 1
+            streak = self._failing_streak
+        logger.warning(
+            "Response webhook at %s did not take the answer for stream '%s', key %s (%s); "
+            "the load goes on and the results file has the record's outcome.",
+            _site(url), body["stream"], json.dumps(body["key"]), problem,
+        )
+        if streak == GIVE_UP_AFTER:
+            logger.warning(
+                "Response webhook at %s failed %d posts in a row; posting each further "
+                "answer once, without retries, until it answers again.", _site(url), streak,
+            )
+
+    def _attempt(self, url: str, data: str, attempts: int) -> str | None:
+        """Post until accepted; None on success, else what went wrong the last time."""
+        problem = None
+        for attempt in range(attempts):
+            if attempt:
+                time.sleep(random.uniform(0.5, 1.0) * BACKOFF_SECONDS * 2 ** (attempt - 1))
+            try:
+                response = self._session().post(
+                    url, data=data, timeout=TIMEOUT, allow_redirects=False
+                )
+            except requests.RequestException as exc:
+                problem = f"{type(exc).__name__} after {attempt + 1} attempt(s)"
+                continue
+            if 200 <= response.status_code < 300:
+                return None
+            problem = f"HTTP {response.status_code} after {attempt + 1} attempt(s)"
+            if response.status_code not in (408, 429) and response.status_code < 500:
+                return problem
+        return problem
+
+    def _session(self) -> requests.Session:
+        session = getattr(self._local, "session", None)
+        if session is None:
+            session = requests.Session()
+            session.headers.update(self._headers)
+            self._local.session = session
+        return session
+
+
+def _site(url: str) -> str:
+    """The webhook's scheme and host only: its path or query may hold a secret of its own."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
