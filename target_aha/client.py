@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
-from urllib.parse import quote, urlencode, urlsplit
+from urllib.parse import SplitResult, quote, urlencode, urlsplit
 
 import requests
+
+from target_aha.errors import ConfigError
 
 ANSWER_EXCERPT = 500
 """How much of an answer's body an error message shows."""
@@ -132,17 +135,9 @@ class AhaClient:
         )
         return {**self._headers, **auth, **content, **request.headers}
 
-    def _session(self) -> requests.Session:
-        session = getattr(self._local, "session", None)
-        if session is None:
-            session = requests.Session()
-            session.headers.update(self._headers)
-            self._local.session = session
-        return session
-
     def send(self, request: Request) -> Answer:
         """One attempt; raises `requests.RequestException` on timeouts and network faults."""
-        response = self._session().request(
+        response = thread_session(self._local, self._headers).request(
             request.method,
             self.url(request),
             data=encode_body(request),
@@ -151,6 +146,33 @@ class AhaClient:
             allow_redirects=False,
         )
         return Answer(response.status_code, dict(response.headers), response.text)
+
+
+def check_http_url(url: str, where: str, hint: str = "") -> SplitResult:
+    """An http(s) URL with a host, plain http only for loopback hosts, or a ConfigError.
+
+    The one rule for base_url, absolute custom URLs and webhooks: the API key and records
+    never travel unencrypted to another machine.
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"{where} {url!r} is not an http(s) URL{hint}.")
+    if parts.scheme == "http" and parts.hostname not in LOOPBACK:
+        raise ConfigError(
+            f"{where} {url!r} uses plain http; use https (http is only allowed for loopback "
+            "hosts such as the local sandbox)."
+        )
+    return parts
+
+
+def thread_session(local: threading.local, headers: Mapping[str, str]) -> requests.Session:
+    """This thread's keep-alive session (requests sessions are not thread-safe)."""
+    session = getattr(local, "session", None)
+    if session is None:
+        session = requests.Session()
+        session.headers.update(headers)
+        local.session = session
+    return session
 
 
 def origin_of(url: str) -> tuple[str, str, int | None]:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from target_aha.client import CONTENT_TYPES, LOOPBACK, origin_of
+from target_aha.client import CONTENT_TYPES, check_http_url, origin_of
 from target_aha.errors import ConfigError
 from target_aha.expressions import BatchExpression
 
@@ -131,13 +131,7 @@ def _split_url(url: object, where: str, base_url: str) -> tuple[str, str | None,
     query = dict(parse_qsl(parts.query, keep_blank_values=True))
     if not parts.scheme and not parts.netloc:
         return "/" + parts.path.lstrip("/"), None, query
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(f"{where} {url!r} is not an http(s) URL; {example}.")
-    if parts.scheme == "http" and parts.hostname not in LOOPBACK:
-        raise ConfigError(
-            f"{where} {url!r} uses plain http; use https (http is only allowed for loopback "
-            "hosts)."
-        )
+    check_http_url(url, where, f"; {example}")
     base = urlsplit(base_url.rstrip("/"))
     if origin_of(url) == origin_of(base_url) and (
         parts.path == base.path or parts.path.startswith(base.path + "/")

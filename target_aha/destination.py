@@ -10,9 +10,8 @@ import string
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
-from target_aha.client import LOOPBACK
+from target_aha.client import check_http_url
 from target_aha.custom import CUSTOM_KEYS, Custom, parse_custom
 from target_aha.endpoints import CUSTOM, ENDPOINT_NAMES, TEMPLATES, Template
 from target_aha.errors import ConfigError, RecordError
@@ -193,17 +192,9 @@ def parse_webhook_url(value: object, where: str) -> str | None:
     """`response_webhook_url`: an https URL (plain http only for loopback hosts)."""
     if value is None or value == "":
         return None
-    parts = urlsplit(value) if isinstance(value, str) else None
-    if (parts is None or not isinstance(value, str) or parts.scheme not in ("http", "https")
-            or not parts.hostname):
-        raise ConfigError(
-            f"{where} must be an http(s) URL such as https://hooks.example.com/aha, "
-            f"got {value!r}."
-        )
-    if parts.scheme == "http" and parts.hostname not in LOOPBACK:
-        raise ConfigError(
-            f"{where} uses plain http; use https (http is only allowed for loopback hosts)."
-        )
+    if not isinstance(value, str):
+        raise ConfigError(f"{where} must be a URL such as https://hooks.example.com/aha.")
+    check_http_url(value, where, ", such as https://hooks.example.com/aha")
     return value
 
 

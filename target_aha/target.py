@@ -7,7 +7,6 @@ import sys
 import typing as t
 from dataclasses import dataclass, field
 from importlib.metadata import version
-from urllib.parse import urlsplit
 
 import click
 from singer_sdk import Target
@@ -21,7 +20,7 @@ from singer_sdk.io_base import SingerReader
 from singer_sdk.singerlib.exceptions import InvalidInputLine
 from singer_sdk.singerlib.json import deserialize_json
 
-from target_aha.client import LOOPBACK, AhaClient
+from target_aha.client import AhaClient, check_http_url
 from target_aha.destination import Destination, parse_webhook_url
 from target_aha.dispatch import Dispatcher, DryRunSender, RateGate, Sender
 from target_aha.errors import ConfigError, InputError, SchemaMismatch, TargetAhaError
@@ -236,14 +235,7 @@ class TargetAha(Target):
                 "Set api_key (an Aha! API key or OAuth2 token; in Meltano, "
                 "TARGET_AHA_API_KEY) or set dry_run: true to only print the requests."
             )
-        parts = urlsplit(self.base_url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ConfigError(f"base_url {self.base_url!r} is not an http(s) URL.")
-        if parts.scheme == "http" and parts.hostname not in LOOPBACK:
-            raise ConfigError(
-                f"base_url {self.base_url!r} uses plain http; Aha! needs https (http is "
-                "only allowed for loopback hosts such as the local sandbox)."
-            )
+        check_http_url(self.base_url, "base_url")
         parse_webhook_url(config.get("response_webhook_url"), "response_webhook_url")
         streams = config.get("streams") or {}
         for stream, entry in streams.items():

@@ -21,6 +21,8 @@ from urllib.parse import urlsplit
 
 import requests
 
+from target_aha.client import thread_session
+
 RETRIES = 3
 """Retries of one post on a connection error, a timeout, 408, 429 or 5xx."""
 BACKOFF_SECONDS = 0.2
@@ -143,7 +145,7 @@ class Webhook:
             if attempt:
                 time.sleep(random.uniform(0.5, 1.0) * BACKOFF_SECONDS * 2 ** (attempt - 1))
             try:
-                response = self._session().post(
+                response = thread_session(self._local, self._headers).post(
                     url, data=data, timeout=TIMEOUT, allow_redirects=False
                 )
             except requests.RequestException as exc:
@@ -156,13 +158,6 @@ class Webhook:
                 return problem
         return problem
 
-    def _session(self) -> requests.Session:
-        session = getattr(self._local, "session", None)
-        if session is None:
-            session = requests.Session()
-            session.headers.update(self._headers)
-            self._local.session = session
-        return session
 
 
 def _site(url: str) -> str:

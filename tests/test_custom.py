@@ -211,7 +211,7 @@ def test_dry_run_shows_no_authorization_for_other_hosts(run_target) -> None:
         ({"url": "/x", "batch": {"algorithm": "code", "code": "records; records"}},
          "not a valid expression"),
         ({"url": "/x", "batch": {"algorithm": "code"}}, "batch.code must be an expression"),
-        ({"url": "/x", "response_webhook_url": "ftp://x"}, "must be an http(s) URL"),
+        ({"url": "/x", "response_webhook_url": "ftp://x"}, "is not an http(s) URL"),
     ],
 )
 def test_custom_config_errors_before_any_record(

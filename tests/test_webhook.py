@@ -140,5 +140,5 @@ def test_bad_webhook_url_is_a_config_error(sandbox: Sandbox, run_target) -> None
         sandbox=sandbox,
     )
     assert run.returncode == 1
-    assert "response_webhook_url uses plain http" in run.stderr
+    assert "response_webhook_url 'http://hooks.example.com/x' uses plain http" in run.stderr
     assert sandbox.requests() == []
