@@ -1,9 +1,10 @@
 """The Meltano Hub definition docs/hub/target-aha.yml: in sync with --about, usable by Meltano.
 
 The first tests compare the file with `target-aha --about --format=json` (names, kinds,
-defaults, capabilities). The last one is a real Meltano run in a throwaway project:
-`meltano add --from-ref docs/hub/target-aha.yml`, then this checkout installed as the plugin,
+defaults, capabilities). The others drive the real Meltano in one throwaway project:
+`meltano add --from-ref docs/hub/target-aha.yml`, this checkout installed as the plugin, then
 `meltano invoke target-aha --about`, `meltano config`, and a dry run through `meltano invoke`.
+They are skipped only when no Meltano is found (as in tests/test_meltano.py).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import os
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -121,10 +123,10 @@ def test_hub_file_is_a_hub_loader_definition() -> None:
     assert plugin["quality"] in {"gold", "silver", "bronze", "unknown"}
     assert plugin["description"].strip()
     assert {"meltano_sdk", "aha"} <= set(plugin["keywords"])
-    assert plugin["settings_group_validation"] == [["subdomain", "api_key"],
-                                                   ["base_url", "api_key"]]
+    # Either subdomain or base_url, and the API key.
+    assert {frozenset(g) for g in plugin["settings_group_validation"]} == {
+        frozenset({"subdomain", "api_key"}), frozenset({"base_url", "api_key"})}
     names = [s["name"] for s in plugin["settings"]]
-    assert names == sorted(names), "settings are listed in alphabetical order, like the Hub's"
     assert len(names) == len(set(names))
     for group in plugin["settings_group_validation"]:
         assert set(group) <= set(names), group
@@ -133,6 +135,28 @@ def test_hub_file_is_a_hub_loader_definition() -> None:
         assert setting["kind"] in HUB_KINDS, setting["name"]
         assert setting.get("label", "").strip(), setting["name"]
         assert setting.get("description", "").strip(), setting["name"]
+
+
+def test_hub_file_is_formatted_like_the_hubs() -> None:
+    # The Hub's linter (hub-utils yaml_lint.py, yamllint with key-ordering) wants every
+    # mapping's keys, the settings (by name), the capabilities and each setting group sorted.
+    plugin = hub()
+
+    def check_sorted(node: Any, where: str) -> None:
+        if isinstance(node, dict):
+            assert list(node) == sorted(node), f"keys of {where} are not sorted"
+            for key, value in node.items():
+                check_sorted(value, f"{where}.{key}")
+        elif isinstance(node, list):
+            for i, item in enumerate(node):
+                check_sorted(item, f"{where}[{i}]")
+
+    check_sorted(plugin, "target-aha.yml")
+    names = [s["name"] for s in plugin["settings"]]
+    assert names == sorted(names)
+    assert plugin["capabilities"] == sorted(plugin["capabilities"])
+    for group in plugin["settings_group_validation"]:
+        assert group == sorted(group), group
 
 
 def test_hub_settings_are_exactly_what_about_lists(about: dict[str, Any]) -> None:
@@ -161,7 +185,7 @@ def test_hub_settings_are_exactly_what_about_lists(about: dict[str, Any]) -> Non
 def test_api_key_is_a_sensitive_password() -> None:
     declared = {s["name"]: s for s in hub()["settings"]}
     assert declared["api_key"]["kind"] == "password"
-    assert declared["api_key"]["sensitive"] is True
+    assert declared["api_key"].get("sensitive") is True
     assert [o["value"] for o in declared["on_record_error"]["options"]] == ["fail", "skip"]
 
 
@@ -213,20 +237,35 @@ SECRET = "hub-test-secret-token"
 DECIMAL_ENV_BUG = "Object of type Decimal is not JSON serializable"
 
 
-def test_usage_names_the_decimal_settings() -> None:
-    # The Hub page's note on Meltano's decimal-from-env bug names every decimal setting.
-    usage = hub()["usage"]
-    decimals = {s["name"] for s in hub()["settings"] if s["kind"] == "decimal"}
-    assert decimals
-    for name in decimals:
-        assert name in usage, name
+@dataclass
+class MeltanoProject:
+    """A throwaway Meltano project with its own system database."""
+
+    root: Path
+    env: dict[str, str]
+    added: dict[str, Any] = field(default_factory=dict)  # meltano.yml right after `meltano add`
+
+    def run(self, *args: str, stdin: str | None = None, extra_env: dict[str, str] | None = None,
+            check: bool = True) -> subprocess.CompletedProcess[str]:
+        assert MELTANO is not None
+        run = subprocess.run(
+            [MELTANO, *args], cwd=self.root, env={**self.env, **(extra_env or {})},
+            input=stdin if stdin is not None else "", capture_output=True, text=True,
+            timeout=300, check=False,
+        )
+        if check:
+            assert run.returncode == 0, (args, run.stdout[-3000:], run.stderr[-6000:])
+        return run
 
 
-@needs_meltano
-def test_meltano_adds_installs_and_runs_the_hub_definition(tmp_path: Path) -> None:
-    project = tmp_path / "project"
-    project.mkdir()
-    (project / "meltano.yml").write_text(
+@pytest.fixture(scope="module")
+def hub_project(tmp_path_factory: pytest.TempPathFactory) -> MeltanoProject:
+    """A project to which `meltano add --from-ref docs/hub/target-aha.yml` added the loader,
+    then installed from this checkout."""
+    base = tmp_path_factory.mktemp("hub-project")
+    root = base / "project"
+    root.mkdir()
+    (root / "meltano.yml").write_text(
         "project_id: target-aha-hub-test\n"
         "send_anonymous_usage_stats: false\n"
         "default_environment: dev\n"
@@ -234,68 +273,75 @@ def test_meltano_adds_installs_and_runs_the_hub_definition(tmp_path: Path) -> No
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TARGET_AHA_", "MELTANO_"))}
     env.update({
-        "MELTANO_DATABASE_URI": f"sqlite:///{tmp_path / 'meltano.db'}",
+        "MELTANO_DATABASE_URI": f"sqlite:///{base / 'meltano.db'}",
         "MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false",
     })
+    project = MeltanoProject(root, env)
+    # As a user would add it. (`meltano add loader target-aha` reads `loader` as a second
+    # plugin name in Meltano 4, adding a utility too: the type goes in --plugin-type.)
+    project.run("add", "--plugin-type", "loader", "target-aha", "--from-ref", str(HUB_FILE),
+                "--no-install")
+    project.added = yaml.safe_load((root / "meltano.yml").read_text())
+    # Install this checkout instead of the release on PyPI (built from source, not editable).
+    config = yaml.safe_load((root / "meltano.yml").read_text())
+    config["plugins"]["loaders"][0]["pip_url"] = str(REPO)
+    (root / "meltano.yml").write_text(yaml.safe_dump(config, sort_keys=False))
+    project.run("install", "--plugin-type", "loader", "target-aha")
+    return project
 
-    def meltano(*args: str, stdin: str | None = None, extra_env: dict[str, str] | None = None,
-                ) -> subprocess.CompletedProcess[str]:
-        assert MELTANO is not None
-        run = subprocess.run(
-            [MELTANO, *args], cwd=project, env={**env, **(extra_env or {})}, input=stdin,
-            capture_output=True, text=True, timeout=300, check=False,
-            **({} if stdin is not None else {"stdin": subprocess.DEVNULL}),
-        )
-        assert run.returncode == 0, (args, run.stdout[-3000:], run.stderr[-6000:])
-        return run
 
-    # 1. Add the loader from the Hub file, as a user would (`meltano add loader target-aha` in
-    #    Meltano 4 would read `loader` as a second plugin name: the type goes in --plugin-type).
-    meltano("add", "--plugin-type", "loader", "target-aha", "--from-ref", str(HUB_FILE),
-            "--no-install")
-    config = yaml.safe_load((project / "meltano.yml").read_text())
-    assert list(config["plugins"]) == ["loaders"], config["plugins"].keys()
-    (loader,) = config["plugins"]["loaders"]
+@needs_meltano
+def test_meltano_add_from_ref_adds_the_loader(hub_project: MeltanoProject) -> None:
+    plugins = hub_project.added["plugins"]
+    assert list(plugins) == ["loaders"], list(plugins)
+    (loader,) = plugins["loaders"]
     assert loader["name"] == "target-aha"
     assert loader["pip_url"] == "target-aha"
     assert [s["name"] for s in loader["settings"]] == [s["name"] for s in hub()["settings"]]
 
-    # 2. Install this checkout instead of the release on PyPI (same build, from source).
-    loader["pip_url"] = str(REPO)
-    (project / "meltano.yml").write_text(yaml.safe_dump(config, sort_keys=False))
-    meltano("install", "--plugin-type", "loader", "target-aha")
 
-    # 3. The installed plugin describes itself: every setting the Hub file lists.
-    about = json.loads(meltano("invoke", "target-aha", "--about", "--format=json").stdout)
+@needs_meltano
+def test_meltano_invoke_about_lists_the_hub_settings(hub_project: MeltanoProject) -> None:
+    run = hub_project.run("invoke", "target-aha", "--about", "--format=json")
+    about = json.loads(run.stdout)
     assert about["name"] == "target-aha"
     assert about["version"] == PROJECT["version"]
-    top_level = {s["name"].split(".")[0] for s in hub()["settings"]}
-    assert set(about["settings"]["properties"]) == top_level
+    assert set(about["settings"]["properties"]) == {
+        s["name"].split(".")[0] for s in hub()["settings"]}
     assert sorted(about["capabilities"]) == sorted(hub()["capabilities"])
 
-    # 4. Meltano's settings: the API key is sensitive (kept in .env, redacted when printed),
-    #    and the setting groups are the Hub file's.
-    set_key = meltano("config", "set", "target-aha", "api_key", SECRET)
-    assert SECRET not in set_key.stdout + set_key.stderr
-    assert f"TARGET_AHA_API_KEY='{SECRET}'" in (project / ".env").read_text()
-    assert SECRET not in (project / "meltano.yml").read_text()
-    listed = meltano("config", "list", "target-aha").stdout
-    assert "api_key, subdomain" in listed and "api_key, base_url" in listed, listed
-    printed = json.loads(meltano("config", "print", "target-aha").stdout)
-    assert SECRET not in json.dumps(printed)
-    assert printed["on_record_error"] == "fail"
 
-    # 5. A dry run through Meltano: the Hub's defaults, a decimal set in meltano.yml, and
-    #    env vars named TARGET_AHA_<SETTING> (string, boolean, integer, object) reach target-aha
-    #    and pass its validation; the key comes from .env.
-    meltano("config", "set", "target-aha", "max_requests_per_second", "2.5")
+@needs_meltano
+def test_meltano_keeps_the_api_key_secret(hub_project: MeltanoProject) -> None:
+    root = hub_project.root
+    set_key = hub_project.run("config", "set", "target-aha", "api_key", SECRET)
+    assert SECRET not in set_key.stdout + set_key.stderr
+    assert f"TARGET_AHA_API_KEY='{SECRET}'" in (root / ".env").read_text()
+    assert SECRET not in (root / "meltano.yml").read_text()
+    listed = hub_project.run("config", "list", "target-aha").stdout
+    assert "api_key, subdomain" in listed, listed  # the Hub file's setting groups
+    assert "api_key, base_url" in listed, listed
+    printed = json.loads(hub_project.run("config", "print", "target-aha").stdout)
+    assert SECRET not in json.dumps(printed)
+    assert printed["on_record_error"] == "fail"  # the Hub file's default
+
+
+@needs_meltano
+def test_meltano_dry_run_with_the_hub_settings(
+    hub_project: MeltanoProject, tmp_path: Path,
+) -> None:
+    # The Hub's defaults, a decimal set in meltano.yml, and env vars named TARGET_AHA_<SETTING>
+    # (string, boolean, integer, object) reach target-aha and pass its validation; the API key
+    # comes from .env.
+    hub_project.run("config", "set", "target-aha", "api_key", SECRET)
+    hub_project.run("config", "set", "target-aha", "max_requests_per_second", "2.5")
     messages = [
         {"type": "SCHEMA", "stream": "ideas", "key_properties": ["id"],
          "schema": {"type": "object", "properties": {"id": {"type": "string"},
                                                      "name": {"type": "string"}}}},
         {"type": "RECORD", "stream": "ideas", "record": {"id": "I-1", "name": "Dark mode"}},
     ]
-    run = meltano(
+    run = hub_project.run(
         "invoke", "target-aha",
         stdin="".join(json.dumps(m) + "\n" for m in messages),
         extra_env={
@@ -320,17 +366,27 @@ def test_meltano_adds_installs_and_runs_the_hub_definition(tmp_path: Path) -> No
     (result,) = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
     assert result["key"] == "I-1"
 
-    # 6. Meltano 4.4 cannot pass a decimal setting from an environment variable (it writes the
-    #    plugin's config with a JSON encoder that knows no Decimal): the Hub page says so, and
-    #    this notices when a Meltano release fixes it.
-    assert MELTANO is not None
-    env_decimal = subprocess.run(
-        [MELTANO, "invoke", "target-aha", "--about", "--format=json"], cwd=project,
-        env={**env, "TARGET_AHA_REQUEST_TIMEOUT": "30"}, capture_output=True, text=True,
-        timeout=120, stdin=subprocess.DEVNULL, check=False,
-    )
-    if env_decimal.returncode == 0:
+
+def test_usage_names_the_decimal_settings() -> None:
+    # The Hub page's note on Meltano's decimal-from-env bug names every decimal setting.
+    usage = hub()["usage"]
+    decimals = {s["name"] for s in hub()["settings"] if s["kind"] == "decimal"}
+    assert decimals
+    for name in decimals:
+        assert name in usage, name
+    assert DECIMAL_ENV_BUG in usage
+
+
+@needs_meltano
+def test_meltano_cannot_pass_a_decimal_from_the_environment(
+    hub_project: MeltanoProject,
+) -> None:
+    # Meltano 4.4 writes the plugin's config with a JSON encoder that knows no Decimal, and
+    # reads a decimal setting's env var as one: the Hub page says so (`usage`), and this test
+    # notices when a Meltano release fixes it.
+    run = hub_project.run("invoke", "target-aha", "--about", "--format=json",
+                          extra_env={"TARGET_AHA_REQUEST_TIMEOUT": "30"}, check=False)
+    if run.returncode == 0:
         pytest.fail("This Meltano passes decimal settings from env vars: drop the note on it "
-                    "from `usage` in docs/hub/target-aha.yml (and this check)")
-    assert DECIMAL_ENV_BUG in env_decimal.stderr, env_decimal.stderr[-3000:]
-    assert DECIMAL_ENV_BUG in hub()["usage"]
+                    "from `usage` in docs/hub/target-aha.yml, and this test")
+    assert DECIMAL_ENV_BUG in run.stderr, run.stderr[-3000:]
