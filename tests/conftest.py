@@ -18,6 +18,7 @@ import pytest
 from target_aha.sandbox import Sandbox
 
 TOKEN = "sandbox-token"
+REPO = Path(__file__).parent.parent
 EXECUTABLE = shutil.which("target-aha", path=str(Path(sys.executable).parent)) or "target-aha"
 
 
@@ -165,3 +166,14 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def find_meltano() -> str | None:
+    """$MELTANO_EXECUTABLE, else the project's .venv-meltano, else meltano on PATH."""
+    candidates = [os.environ.get("MELTANO_EXECUTABLE"),
+                  str(REPO / ".venv-meltano" / "bin" / "meltano"),
+                  shutil.which("meltano")]
+    for candidate in candidates:
+        if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
+            return candidate
+    return None

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -21,7 +20,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import EXECUTABLE
+from tests.conftest import EXECUTABLE, find_meltano
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -213,18 +212,6 @@ def test_hub_file_agrees_with_the_projects_meltano_yml() -> None:
 
 
 # --- A real Meltano project ---------------------------------------------------------------
-
-
-def find_meltano() -> str | None:
-    """$MELTANO_EXECUTABLE, else the project's .venv-meltano, else meltano on PATH
-    (as tests/test_meltano.py finds it)."""
-    candidates = [os.environ.get("MELTANO_EXECUTABLE"),
-                  str(REPO / ".venv-meltano" / "bin" / "meltano"),
-                  shutil.which("meltano")]
-    for candidate in candidates:
-        if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
-            return candidate
-    return None
 
 
 MELTANO = find_meltano()

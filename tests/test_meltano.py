@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ import yaml
 
 from target_aha.sandbox import Sandbox
 from target_aha.target import TargetAha
-from tests.conftest import TOKEN
+from tests.conftest import TOKEN, find_meltano
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "demo" / "data"
@@ -31,17 +30,6 @@ SPEC_SETTINGS = {
     "max_retries", "on_record_error", "results_path", "ledger_path", "response_webhook_url",
     "dry_run", "state_interval_seconds",
 }
-
-
-def find_meltano() -> str | None:
-    """$MELTANO_EXECUTABLE, else the project's .venv-meltano, else meltano on PATH."""
-    candidates = [os.environ.get("MELTANO_EXECUTABLE"),
-                  str(REPO / ".venv-meltano" / "bin" / "meltano"),
-                  shutil.which("meltano")]
-    for candidate in candidates:
-        if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
-            return candidate
-    return None
 
 
 MELTANO = find_meltano()
