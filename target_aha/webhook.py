@@ -36,7 +36,7 @@ WORKERS = 4
 QUEUE_SIZE = 1000
 """Posts waiting at most; beyond that, senders wait (memory stays flat)."""
 
-logger = logging.getLogger("target_aha")
+logger = logging.getLogger("target-aha")
 
 
 def envelope(
