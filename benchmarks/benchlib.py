@@ -137,13 +137,15 @@ def _sink(path: Path | None) -> Iterator[IO[bytes] | int]:
 
 def run_target(
     config: dict[str, Any], input_path: Path, workdir: Path, name: str, *,
-    keep_stderr: bool = True,
+    keep_stderr: bool = True, program: list[str] | None = None,
 ) -> Measured:
-    """`target-aha --config <name>.json < input`; stderr kept in <name>.stderr unless told."""
+    """`target-aha --config <name>.json < input`; stderr kept in <name>.stderr unless told.
+
+    `program` replaces the executable (a wrapper that patches target-aha for a what-if)."""
     config_path = workdir / f"{name}.json"
     config_path.write_text(json.dumps(config))
     return measure(
-        [EXECUTABLE, "--config", str(config_path)], input_path, cwd=workdir,
+        [*(program or [EXECUTABLE]), "--config", str(config_path)], input_path, cwd=workdir,
         stderr_path=workdir / f"{name}.stderr" if keep_stderr else None,
     )
 
@@ -236,6 +238,11 @@ def rate_of(arrivals: list[float]) -> tuple[float, float]:
         return 0.0, 0.0
     span = arrivals[-1] - arrivals[0]
     return (len(arrivals) - 1) / span, span
+
+
+def load_note() -> str:
+    """The machine's load, printed with the figures: other work skews CPU and wall times."""
+    return f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
 
 
 def verdict(ok: bool) -> str:

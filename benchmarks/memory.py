@@ -16,6 +16,7 @@ from benchlib import (
     Measured,
     SandboxProcess,
     feature_config,
+    load_note,
     run_target,
     verdict,
     workdir,
@@ -67,7 +68,7 @@ def main() -> None:
     dry = args.records or [20_000 // scale, 200_000 // scale]
     real = args.real_records or [2_000 // scale, 20_000 // scale]
 
-    print("memory: peak RSS of target-aha, large input / small input")
+    print(f"memory: peak RSS of target-aha, large input / small input; {load_note()}")
     with workdir("memory") as tmp:
         dry_ratio = compare(tmp, dry[0], dry[1], "dry run", None)
         real_ratio = None

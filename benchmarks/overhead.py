@@ -27,6 +27,7 @@ from benchlib import (
     EXECUTABLE,
     Measured,
     feature_config,
+    load_note,
     measure,
     verdict,
     workdir,
@@ -92,19 +93,15 @@ def _patch_shaping() -> None:
 
 
 def _patch_url() -> None:
-    """AhaClient.url encodes each distinct query once (it is the same on every write)."""
+    """AhaClient: the query string and the origin check of a URL computed once per URL."""
     import functools  # noqa: PLC0415
     from urllib.parse import urlencode  # noqa: PLC0415
 
     from target_aha import client  # noqa: PLC0415
 
-    encode = functools.lru_cache(maxsize=256)(urlencode)
-
-    def url(self: client.AhaClient, request: client.Request) -> str:
-        query = f"?{encode(tuple(request.query.items()))}" if request.query else ""
-        return f"{self.base_url}{request.path}{query}"
-
-    client.AhaClient.url = url  # type: ignore[method-assign]
+    encoded = functools.lru_cache(maxsize=256)(urlencode)
+    client.urlencode = lambda query: encoded(tuple(query.items()))  # type: ignore[attr-defined]
+    client.origin_of = functools.lru_cache(maxsize=4096)(client.origin_of)  # type: ignore[attr-defined]
 
 
 def _patch_msgspec() -> None:
@@ -154,7 +151,7 @@ def _patch_fastjsonschema() -> None:
 PATCHES: dict[str, tuple[Callable[[], None], str | None, str]] = {
     "results": (_patch_results, None, "Results.write skips asdict() when there is no file"),
     "shaping": (_patch_shaping, None, "shaping: fast path for plain values, paths parsed once"),
-    "url": (_patch_url, None, "AhaClient.url caches the encoded query"),
+    "url": (_patch_url, None, "AhaClient: query string and origin check cached"),
     "no-print": (_patch_no_print, None, "dry run prints nothing (bound on printing cost)"),
     "msgspec": (_patch_msgspec, "msgspec", "msgspec JSON reader"),
     "fastjsonschema": (_patch_fastjsonschema, "fastjsonschema", "fastjsonschema validator"),
@@ -191,10 +188,25 @@ def child(argv: list[str]) -> None:
 # -- the parent side ---------------------------------------------------------------------------
 
 
-def run(command: list[str], input_path: Path, tmp: Path, what: str, repeat: int) -> Measured:
-    """The least CPU of `repeat` runs (the least disturbed by the rest of the machine)."""
-    runs = [measure(command, input_path, cwd=tmp).check(what) for _ in range(repeat)]
+def rounds(commands: dict[str, list[str]], input_path: Path, tmp: Path,
+           repeat: int) -> dict[str, list[Measured]]:
+    """Each command once per round, `repeat` rounds: interleaved, so that whatever else the
+    machine is doing meanwhile spreads over all of them. Callers take the least CPU."""
+    runs: dict[str, list[Measured]] = {name: [] for name in commands}
+    for _ in range(repeat):
+        for name, command in commands.items():
+            runs[name].append(measure(command, input_path, cwd=tmp).check(name))
+    return runs
+
+
+def least(runs: list[Measured]) -> Measured:
+    """The run least disturbed by the rest of the machine."""
     return min(runs, key=lambda m: m.cpu)
+
+
+def spread(runs: list[Measured]) -> str:
+    """`runs 6.43, 8.95 s` for the detail lines."""
+    return "runs " + ", ".join(f"{m.cpu:.2f}" for m in runs) + " s"
 
 
 GROUPS: list[tuple[str, str, str]] = [
@@ -253,23 +265,27 @@ def main() -> None:
     records = args.records or (20_000 if args.quick else 100_000)
     py = sys.executable
 
-    print(f"overhead: {records} records, dry_run, output discarded; CPU = user + sys of the child")
+    print(f"overhead: {records} records, dry_run, output discarded; CPU = user + sys of the "
+          f"child, least of {args.repeat} interleaved runs; {load_note()}")
     with workdir("overhead") as tmp:
         config = tmp / "config.json"
         config.write_text(json.dumps(feature_config(dry_run=True)))
         input_path = write_input(tmp / "input.jsonl", records)
-        null = run([py, str(NULL_TARGET), "--config", str(config)], input_path, tmp,
-                   "null target", args.repeat)
-        aha = run([EXECUTABLE, "--config", str(config)], input_path, tmp, "target-aha",
-                  args.repeat)
+        runs = rounds({
+            "null target": [py, str(NULL_TARGET), "--config", str(config)],
+            "target-aha": [EXECUTABLE, "--config", str(config)],
+        }, input_path, tmp, args.repeat)
+        null, aha = least(runs["null target"]), least(runs["target-aha"])
         startup = measure([EXECUTABLE, "--about"], input_path, cwd=tmp)
         null_startup = measure([py, str(NULL_TARGET), "--about"], input_path, cwd=tmp)
         ratio = aha.cpu / null.cpu
         per_record = (aha.cpu - null.cpu) / records * 1e6
         print(f"  null target: CPU {null.cpu:.2f} s (user {null.user:.2f}, sys "
-              f"{null.system:.2f}), wall {null.wall:.2f} s, start-up {null_startup.cpu:.2f} s")
+              f"{null.system:.2f}), wall {null.wall:.2f} s, start-up {null_startup.cpu:.2f} s; "
+              f"{spread(runs['null target'])}")
         print(f"  target-aha:  CPU {aha.cpu:.2f} s (user {aha.user:.2f}, sys "
-              f"{aha.system:.2f}), wall {aha.wall:.2f} s, start-up {startup.cpu:.2f} s")
+              f"{aha.system:.2f}), wall {aha.wall:.2f} s, start-up {startup.cpu:.2f} s; "
+              f"{spread(runs['target-aha'])}")
         print(f"  target-aha spends {per_record:.0f} us more CPU per record than the null "
               f"target ({(null.cpu - null_startup.cpu) / records * 1e6:.0f} us/record)")
         summary = (
@@ -302,23 +318,27 @@ def profile(tmp: Path, config: Path, records: int, what_ifs: bool, repeat: int) 
         print(f"    {seconds:6.2f} s  {name}")
     if not what_ifs:
         return
-    null = run([py, str(NULL_TARGET), "--config", str(config)], input_path, tmp,
-               "null target", repeat)
-    print(f"  what if ({records} records; CPU ratio to the null target's {null.cpu:.2f} s; "
-          f"least of {repeat} runs each):")
     available = [name for name, (_, module, _) in PATCHES.items()
                  if module is None or importlib.util.find_spec(module) is not None]
     variants = [("as is", ""), *((PATCHES[n][2], n) for n in available)]
+    ours = [n for n in available if PATCHES[n][1] is None and n != "no-print"]
     fixes = [n for n in available if n != "no-print"]
-    if len(fixes) > 1:
+    variants.append(("target-aha's own code only: " + ", ".join(ours), ",".join(ours)))
+    if fixes != ours:
         variants.append(("all of: " + ", ".join(fixes), ",".join(fixes)))
     if "no-print" in available:
         variants.append(("all of the above, no printing", ",".join(available)))
+    commands = {"null target": [py, str(NULL_TARGET), "--config", str(config)]}
     for label, patches in variants:
-        patched = run([py, str(HERE), "--child", patches, "--config", str(config)],
-                      input_path, tmp, f"target-aha ({label})", repeat)
-        print(f"    {patched.cpu / null.cpu:5.2f}  CPU {patched.cpu:5.2f} s  {label}",
-              flush=True)
+        commands[label] = [py, str(HERE), "--child", patches, "--config", str(config)]
+    runs = rounds(commands, input_path, tmp, repeat)
+    null = least(runs.pop("null target"))
+    print(f"  what if ({records} records; CPU ratio to the null target's {null.cpu:.2f} s; "
+          f"least of {repeat} interleaved runs each):")
+    for label, measured in runs.items():
+        best = least(measured)
+        print(f"    {best.cpu / null.cpu:5.2f}  CPU {best.cpu:5.2f} s  {label}  "
+              f"({spread(measured)})")
     missing = [PATCHES[n][1] for n in PATCHES if n not in available]
     if missing:
         print(f"    (skipped, not installed: {', '.join(m for m in missing if m)}; "

@@ -18,6 +18,7 @@ from benchlib import (
     HIGH_RATE,
     SandboxProcess,
     feature_config,
+    load_note,
     measure,
     run_target,
     verdict,
@@ -45,7 +46,7 @@ def main() -> None:
     records = args.records or (2000 if args.quick else 10_000)
 
     print(f"resync: {records} keyed create_feature records, SQLite ledger, sandbox without "
-          "latency or rate limit")
+          f"latency or rate limit; {load_note()}")
     with workdir("resync") as tmp:
         input_path = write_input(tmp / "input.jsonl", records, keyed=True)
         ledger = str(tmp / "ledger.sqlite")

@@ -7,19 +7,23 @@ max_concurrency. Target: >= 0.9 of the limit, 0 answers 429.
 
 A control run (skip with --no-control) sets the sandbox's limit one above the target's, so
 the sandbox never answers `X-Ratelimit-Remaining: 0`: the gap between the two runs is what
-the target's reaction to that header costs.
+the target's reaction to that header costs. `--what-if` adds a run at the real limit of a
+target patched (in the child process only) to pause on 429 answers but not on
+`X-Ratelimit-Remaining: 0`.
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from benchlib import (
     SandboxProcess,
     feature_config,
+    load_note,
     rate_of,
     run_target,
     verdict,
@@ -44,15 +48,34 @@ class Outcome:
     gaps: int
 
 
+WHAT_IF = "--child-pause-on-429-only"
+
+
+def child(argv: list[str]) -> None:
+    """target-aha whose RateGate ignores `X-Ratelimit-Remaining: 0` (429s still pause)."""
+    from target_aha import dispatch  # noqa: PLC0415
+    from target_aha.target import TargetAha  # noqa: PLC0415
+
+    observe = dispatch.RateGate.observe
+
+    def on_429_only(self: dispatch.RateGate, answer: dispatch.Answer) -> float | None:
+        return observe(self, answer) if answer.status == 429 else None
+
+    dispatch.RateGate.observe = on_429_only  # type: ignore[method-assign]
+    sys.argv = ["target-aha", *argv]
+    TargetAha.cli()
+
+
 def run_once(sandbox: SandboxProcess, input_path: Path, tmp: Path, *, concurrency: int,
-             limit: int, name: str) -> Outcome:
+             limit: int, name: str, program: list[str] | None = None) -> Outcome:
     """One target run against a freshly reset sandbox."""
     sandbox.reset()
     config = feature_config(
         sandbox.base_url, max_requests_per_second=limit, max_requests_per_minute=100_000,
         max_concurrency=concurrency,
     )
-    run = run_target(config, input_path, tmp, name).check(f"target-aha ({name})")
+    run = run_target(config, input_path, tmp, name, program=program).check(
+        f"target-aha ({name})")
     arrivals = sandbox.arrivals()
     stats = sandbox.stats()
     rate, span = rate_of(arrivals)
@@ -69,7 +92,8 @@ def describe(o: Outcome, limit: int) -> str:
     return (
         f"  max_concurrency {o.concurrency:>2}: {o.requests} requests at {o.rate:.1f} req/s "
         f"= {o.rate / limit:.2f} of {limit}/s (first to last arrival, {o.span:.2f} s); "
-        f"wall {o.wall:.2f} s; {o.throttled} x 429; max {o.max_per_second} in any 1 s, "
+        f"wall {o.wall:.2f} s ({o.requests / o.wall:.1f} req/s); {o.throttled} x 429; "
+        f"max {o.max_per_second} in any 1 s, "
         f"{o.max_per_minute} in any 60 s; longest silence {o.longest_gap:.2f} s "
         f"({o.gaps} silences > 0.2 s)"
     )
@@ -77,6 +101,9 @@ def describe(o: Outcome, limit: int) -> str:
 
 def main() -> None:
     """Run the benchmark and print the figures."""
+    if sys.argv[1:2] == [WHAT_IF]:
+        child(sys.argv[2:])
+        return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="500 records, one concurrency")
     parser.add_argument("--records", type=int, help="creates per run (default 2000)")
@@ -84,13 +111,16 @@ def main() -> None:
     parser.add_argument("--latency-ms", type=float, default=50)
     parser.add_argument("--concurrency", type=int, nargs="+", help="default: 8 16")
     parser.add_argument("--no-control", action="store_true", help="skip the control run")
+    parser.add_argument("--what-if", action="store_true",
+                        help="also run a target patched to pause on 429 only")
     args = parser.parse_args()
     records = args.records or (500 if args.quick else 2000)
     levels = args.concurrency or ([8] if args.quick else [8, 16])
     limit = args.limit
 
     print(f"saturation: {records} x create_feature, sandbox {limit}/s + 100000/min, "
-          f"latency {args.latency_ms:g} ms; target max_requests_per_second {limit}")
+          f"latency {args.latency_ms:g} ms; target max_requests_per_second {limit}; "
+          f"{load_note()}")
     with workdir("saturation") as tmp:
         input_path = write_input(tmp / "input.jsonl", records)
         outcomes = []
@@ -107,7 +137,17 @@ def main() -> None:
                                    limit=limit, name="control")
             print(f"  control, sandbox limit {limit + 1}/s (never answers "
                   "X-Ratelimit-Remaining: 0):")
-            print("  " + describe(control, limit))
+            print("  " + describe(control, limit), flush=True)
+        if args.what_if:
+            with SandboxProcess(tmp, per_second=limit, per_minute=100_000,
+                                latency_ms=args.latency_ms) as sandbox:
+                for level in levels:
+                    patched = run_once(sandbox, input_path, tmp, concurrency=level,
+                                       limit=limit, name=f"what-if-c{level}",
+                                       program=[sys.executable, __file__, WHAT_IF])
+                    if level == levels[0]:
+                        print(f"  what if the target paused on 429 only (sandbox at {limit}/s):")
+                    print("  " + describe(patched, limit), flush=True)
 
     best = max(outcomes, key=lambda o: o.rate)
     ratio = best.rate / limit

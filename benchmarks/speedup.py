@@ -13,6 +13,7 @@ from benchlib import (
     Measured,
     SandboxProcess,
     feature_config,
+    load_note,
     rate_of,
     run_target,
     verdict,
@@ -32,7 +33,8 @@ def main() -> None:
     records = args.records or (400 if args.quick else 2000)
     levels = (1, args.concurrency)
 
-    print(f"speedup: {records} x create_feature, latency {args.latency_ms:g} ms, no rate limit")
+    print(f"speedup: {records} x create_feature, latency {args.latency_ms:g} ms, no rate "
+          f"limit; {load_note()}")
     walls: dict[int, Measured] = {}
     with workdir("speedup") as tmp:
         input_path = write_input(tmp / "input.jsonl", records)
