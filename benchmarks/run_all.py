@@ -1,6 +1,6 @@
 """Run every benchmark and print their summary lines together at the end.
 
-    .venv/bin/python benchmarks/run_all.py            # full sizes, about 8 minutes
+    .venv/bin/python benchmarks/run_all.py            # full sizes, about 7 minutes
     .venv/bin/python benchmarks/run_all.py --quick    # smaller sizes, about 2 minutes
     .venv/bin/python benchmarks/run_all.py speedup resync   # only some
 
