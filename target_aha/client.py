@@ -8,6 +8,7 @@ to people.
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 from collections.abc import Mapping
@@ -110,13 +111,13 @@ class AhaClient:
 
     def url(self, request: Request) -> str:
         """The full URL of a request, query included."""
-        query = f"?{urlencode(request.query)}" if request.query else ""
+        query = f"?{_query_string(tuple(request.query.items()))}" if request.query else ""
         root = request.origin if request.origin is not None else self.base_url
         return f"{root}{request.path}{query}"
 
-    def is_account_url(self, url: str) -> bool:
-        """Whether `url` is on base_url's origin: the only place the API key may be sent."""
-        return origin_of(url) == self._origin
+    def is_account(self, request: Request) -> bool:
+        """Whether a request goes to base_url's origin: the only place the API key may go."""
+        return request.origin is None or _origin_cached(request.origin) == self._origin
 
     def public_headers(self, request: Request) -> dict[str, str]:
         """The headers a request carries, with the token hidden, for printing."""
@@ -127,7 +128,7 @@ class AhaClient:
 
     def _headers_for(self, request: Request) -> dict[str, str]:
         """Every header of one request; Authorization only for the account's own origin."""
-        auth = self._auth if self.is_account_url(self.url(request)) else {}
+        auth = self._auth if self.is_account(request) else {}
         content = (
             {"Content-Type": CONTENT_TYPES[request.content_format]}
             if request.body is not None
@@ -175,6 +176,12 @@ def thread_session(local: threading.local, headers: Mapping[str, str]) -> reques
     return session
 
 
+@functools.lru_cache(maxsize=256)
+def _query_string(items: tuple[tuple[str, str], ...]) -> str:
+    """`urlencode`, remembered: most requests carry the same `disable_mailers=true`."""
+    return urlencode(items)
+
+
 def origin_of(url: str) -> tuple[str, str, int | None]:
     """(scheme, host, port) of a URL, default ports filled in, for same-server comparisons."""
     parts = urlsplit(url)
@@ -219,3 +226,7 @@ def _form_pairs(name: str, value: Any, pairs: list[tuple[str, str]]) -> None:
         pairs.append((name, "true" if value else "false"))
     else:
         pairs.append((name, "" if value is None else str(value)))
+
+
+_origin_cached = functools.lru_cache(maxsize=64)(origin_of)
+"""`origin_of` for the few origins a run's requests name (custom endpoints on other hosts)."""

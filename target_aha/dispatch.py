@@ -89,7 +89,11 @@ class RateGate:
             if wait is not None:
                 wait = max(wait, MIN_429_PAUSE)  # a reset already past must not mean "hammer"
         elif headers.get("x-ratelimit-remaining") == "0":
-            wait = _until(headers.get("x-ratelimit-reset"))
+            # The budget is spent but this request got through: wait until the earliest the
+            # window can end (Reset has whole-second resolution, rounded up). Waiting for the
+            # full Reset idles senders up to a second per window; if the window has not
+            # ended yet after all, the 429 that follows waits for all of it.
+            wait = _until(headers.get("x-ratelimit-reset"), earliest=True)
         if wait is not None:
             self.pause(wait)
             if answer.status == 429:
@@ -108,15 +112,18 @@ EPOCH_2001 = 1e9
 """A reset value below this is a number of seconds to wait, not a unix time."""
 
 
-def _until(reset: str | None) -> float | None:
-    """Seconds until an `X-Ratelimit-Reset` time (UTC unix seconds; some APIs send a delta)."""
+def _until(reset: str | None, earliest: bool = False) -> float | None:
+    """Seconds until an `X-Ratelimit-Reset` time (UTC unix seconds; some APIs send a delta).
+
+    `earliest`: the soonest a whole-second Reset can mean, one second before it.
+    """
     try:
         value = float(reset) if reset else None
     except ValueError:
         return None
     if value is None:
         return None
-    wait = value if value < EPOCH_2001 else value - time.time()
+    wait = value if value < EPOCH_2001 else value - time.time() - (1.0 if earliest else 0.0)
     return min(max(wait, 0.0), MAX_PAUSE_SECONDS)
 
 
@@ -185,7 +192,7 @@ class Sender:
 
     def _fatal_message(self, answer: Answer, request: Request, where: str) -> str:
         account = self.client.account
-        if not self.client.is_account_url(self.client.url(request)):
+        if not self.client.is_account(request):
             return (
                 f"{request.describe()} ({where}) was refused with {answer.status}: "
                 f"{answer.excerpt()}. That host is not the Aha! account, so it never gets the "

@@ -183,7 +183,8 @@ class CountingReader(SingerReader):
         except tuple(EXPLAINED) as exc:
             explained = next(v for k, v in EXPLAINED.items() if isinstance(exc, k))
             raise explained(
-                f"Input line {self.line_number} cannot be loaded: {exc} Check the tap's "
+                f"Input line {self.line_number} cannot be loaded: {str(exc).rstrip('.')}. "
+                "Check the tap's "
                 "output (every RECORD needs a SCHEMA before it, and must match it); nothing "
                 "after this line was sent and no STATE was emitted for it."
             ) from exc

@@ -183,10 +183,11 @@ def test_custom_placeholders_always_read_the_record() -> None:
 
 def test_the_token_goes_only_to_base_urls_origin() -> None:
     client = AhaClient(BASE, "secret", "ua", 5)
-    assert client.is_account_url("https://mycompany.aha.io:443/api/v2/x")
-    for other in ("http://mycompany.aha.io/api/v1/x", "https://mycompany.aha.io:8443/x",
-                  "https://evil.aha.io/api/v1", "https://mycompany.aha.io.evil.com/"):
-        assert not client.is_account_url(other), other
+    assert client.is_account(Request("GET", "/x"))
+    assert client.is_account(Request("GET", "/api/v2/x", origin="https://mycompany.aha.io:443"))
+    for other in ("http://mycompany.aha.io", "https://mycompany.aha.io:8443",
+                  "https://evil.aha.io", "https://mycompany.aha.io.evil.com"):
+        assert not client.is_account(Request("GET", "/x", origin=other)), other
     outside = Request("POST", "/in", body={"a": 1}, origin="https://hooks.example.com")
     assert "Authorization" not in client.public_headers(outside)
     assert client._headers_for(outside).get("Authorization") is None
@@ -214,3 +215,12 @@ def test_batch_expression_is_safe_and_says_what_failed() -> None:
     for invalid in ("import os", "x = 1", "a; b", "", 3):
         with pytest.raises(ConfigError):
             BatchExpression(invalid, "w")
+
+
+def test_exhausted_budget_waits_for_the_earliest_reset() -> None:
+    gate = RateGate(100, 10000)
+    reset_at = str(int(time.time()) + 3)
+    wait = gate.observe(Answer(200, {"X-Ratelimit-Remaining": "0",
+                                     "X-Ratelimit-Reset": reset_at}, ""))
+    assert wait is not None and 0.5 < wait <= 2.0
+    assert gate.throttled == 0
