@@ -5,6 +5,7 @@
 #   make demo      load demo/data/ into a local Aha! sandbox with `meltano run`, print the result
 #   make test      ruff, mypy, then the whole test suite (which starts its own sandboxes)
 #   make lint      ruff and mypy
+#   make bench     the benchmarks in benchmarks/ (they print figures; about 8 minutes)
 #   make clean     remove the virtualenvs, .meltano/ and output/
 #
 # Meltano lives in its own virtualenv: pip can install it beside singer-sdk 0.54, but only by
@@ -30,10 +31,10 @@ PLUGINS_STAMP := .meltano/.plugins.stamp
 # Meltano: no usage statistics from developer machines or CI.
 export MELTANO_SEND_ANONYMOUS_USAGE_STATS := false
 
-.PHONY: help install demo test lint clean
+.PHONY: help install demo test lint bench clean
 
 help:
-	@sed -n '3,9s/^# \{0,1\}//p' Makefile
+	@sed -n '3,10s/^# \{0,1\}//p' Makefile
 
 install: $(DEV_STAMP) $(PLUGINS_STAMP)
 
@@ -70,6 +71,9 @@ lint: $(DEV_STAMP)
 
 test: install lint
 	MELTANO_EXECUTABLE=$(abspath $(MELTANO)) $(VENV)/bin/pytest -q tests
+
+bench: $(DEV_STAMP)
+	$(VENV)/bin/python benchmarks/run_all.py
 
 clean:
 	rm -rf $(VENV) $(MELTANO_VENV) .meltano output .pytest_cache .ruff_cache .mypy_cache
