@@ -66,7 +66,7 @@ demo: install
 	PYTHON=$(VENV)/bin/python MELTANO=$(MELTANO) demo/run.sh
 
 lint: $(DEV_STAMP)
-	$(VENV)/bin/ruff check target_aha tests demo
+	$(VENV)/bin/ruff check target_aha tests demo benchmarks
 	$(VENV)/bin/mypy target_aha
 
 test: install lint
