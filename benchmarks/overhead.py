@@ -7,7 +7,9 @@ nothing) on the same input. Target: <= 1.5, aim < 1.0.
 Then, on a smaller input, a cProfile of target-aha grouped by where the time goes, and
 "what if" runs that patch one cost away in the child process (target_aha/ is not changed),
 so each suggestion comes with a measured saving. Variants that need a package that is not
-installed (msgspec, fastjsonschema) are skipped with a note.
+installed (msgspec) are skipped with a note. The what-ifs that paid off (a compiled validator,
+results lines without deep copies, cached URL pieces, a fast path in shaping) are now in
+target_aha/ itself.
 """
 
 from __future__ import annotations
@@ -40,68 +42,11 @@ NULL_TARGET = HERE.parent / "null_target.py"
 # -- the child side: run target-aha in this process, with patches ----------------------------
 
 
-def _patch_results() -> None:
-    """Results.write without dataclasses.asdict (a deep copy) and without a file: count only."""
-    from target_aha import results  # noqa: PLC0415
-
-    original = results.Results.write
-
-    def write(self: results.Results, outcome: results.Outcome) -> None:
-        if self._file is not None:
-            original(self, outcome)
-            return
-        with self._lock:
-            self.counts[outcome.status] += 1
-            self.counts[f"{outcome.status}:{outcome.operation}"] += 1
-
-    results.Results.write = write  # type: ignore[method-assign]
-
-
 def _patch_no_print() -> None:
     """The dry run builds nothing and prints nothing (an upper bound of the printing cost)."""
     from target_aha import dispatch  # noqa: PLC0415
 
     dispatch.DryRunSender.send = lambda self, request, where, recover=None: None  # type: ignore[method-assign]
-
-
-def _patch_shaping() -> None:
-    """Shaping with a fast path for plain JSON values and path templates parsed once."""
-    import functools  # noqa: PLC0415
-    import string  # noqa: PLC0415
-
-    from target_aha import shaping, upsert  # noqa: PLC0415
-
-    general = shaping.to_json_value
-    plain = {str, int, float, bool, type(None)}
-
-    def to_json_value(value: Any) -> Any:
-        return value if type(value) in plain else general(value)
-
-    @functools.lru_cache(maxsize=256)
-    def parsed(path: str) -> tuple[tuple[str, str | None], ...]:
-        return tuple((literal, name) for literal, name, _, _ in string.Formatter().parse(path))
-
-    encode = functools.lru_cache(maxsize=4096)(shaping.encode_segment)
-
-    def fill_path(path: str, values: Any) -> str:
-        return "".join(literal + (encode(values[name], name) if name else "")
-                       for literal, name in parsed(path))
-
-    shaping.to_json_value = to_json_value
-    shaping.fill_path = fill_path
-    upsert.fill_path = fill_path
-
-
-def _patch_url() -> None:
-    """AhaClient: the query string and the origin check of a URL computed once per URL."""
-    import functools  # noqa: PLC0415
-    from urllib.parse import urlencode  # noqa: PLC0415
-
-    from target_aha import client  # noqa: PLC0415
-
-    encoded = functools.lru_cache(maxsize=256)(urlencode)
-    client.urlencode = lambda query: encoded(tuple(query.items()))  # type: ignore[attr-defined]
-    client.origin_of = functools.lru_cache(maxsize=4096)(client.origin_of)  # type: ignore[attr-defined]
 
 
 def _patch_msgspec() -> None:
@@ -124,37 +69,9 @@ def _patch_msgspec() -> None:
     target.TargetAha.message_reader_class = MsgspecCountingReader
 
 
-def _patch_fastjsonschema() -> None:
-    """Validate records with a fastjsonschema-compiled validator instead of jsonschema."""
-    import fastjsonschema  # noqa: PLC0415
-
-    from target_aha import sinks  # noqa: PLC0415
-    from target_aha.errors import SchemaMismatch  # noqa: PLC0415
-
-    class FastValidator:
-        def __init__(self, schema: dict) -> None:
-            self._check = fastjsonschema.compile(schema, formats={
-                "date": ".*", "date-time": ".*", "time": ".*"})
-
-        def validate(self, record: dict) -> None:
-            try:
-                self._check(record)
-            except fastjsonschema.JsonSchemaValueException as exc:
-                raise SchemaMismatch(exc.message) from exc
-
-    def get_validator(self: sinks.AhaSink) -> Any:
-        return FastValidator(self.schema) if self.validate_schema else None
-
-    sinks.AhaSink.get_validator = get_validator  # type: ignore[method-assign]
-
-
 PATCHES: dict[str, tuple[Callable[[], None], str | None, str]] = {
-    "results": (_patch_results, None, "Results.write skips asdict() when there is no file"),
-    "shaping": (_patch_shaping, None, "shaping: fast path for plain values, paths parsed once"),
-    "url": (_patch_url, None, "AhaClient: query string and origin check cached"),
     "no-print": (_patch_no_print, None, "dry run prints nothing (bound on printing cost)"),
     "msgspec": (_patch_msgspec, "msgspec", "msgspec JSON reader"),
-    "fastjsonschema": (_patch_fastjsonschema, "fastjsonschema", "fastjsonschema validator"),
 }
 
 
@@ -212,14 +129,14 @@ def spread(runs: list[Measured]) -> str:
 GROUPS: list[tuple[str, str, str]] = [
     # (label, file suffix, function): inclusive time of that function
     ("read + JSON-parse lines (SDK reader)", "target_aha/target.py", "deserialize_json"),
-    ("schema validation (jsonschema)", "target_aha/sinks.py", "validate"),
+    ("schema validation (fastjsonschema)", "target_aha/sinks.py", "validate"),
     ("date parsing (SDK _parse_timestamps)", "singer_sdk/sinks/core.py",
      "_parse_timestamps_in_record"),
     ("shaping: param_values", "target_aha/shaping.py", "param_values"),
     ("shaping: build_request (to_json_value, fill_path)", "target_aha/shaping.py",
      "build_request"),
     ("dry-run printing (DryRunSender.send)", "target_aha/dispatch.py", "send"),
-    ("results bookkeeping (Results.write: asdict, timestamp)", "target_aha/results.py",
+    ("results bookkeeping (Results.write)", "target_aha/results.py",
      "write"),
     ("SDK per-record total (_process_record_message)", "singer_sdk/target_base.py",
      "_process_record_message"),
@@ -342,7 +259,7 @@ def profile(tmp: Path, config: Path, records: int, what_ifs: bool, repeat: int) 
     missing = [PATCHES[n][1] for n in PATCHES if n not in available]
     if missing:
         print(f"    (skipped, not installed: {', '.join(m for m in missing if m)}; "
-              "`pip install msgspec fastjsonschema` to measure them)")
+              "`pip install msgspec` to measure it)")
 
 
 if __name__ == "__main__":

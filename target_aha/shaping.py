@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import functools
 import string
 from collections.abc import Mapping
 from typing import Any
@@ -33,18 +34,27 @@ def encode_segment(value: str, param: str) -> str:
     return quote(value, safe="")
 
 
+@functools.lru_cache(maxsize=256)
+def _path_parts(path: str) -> tuple[tuple[str, str | None], ...]:
+    """A path template split into (literal, placeholder) pairs, once per template."""
+    return tuple((literal, name or None) for literal, name, _, _ in string.Formatter().parse(path))
+
+
 def fill_path(path: str, values: Mapping[str, str]) -> str:
     """Fill a path template's `{name}` placeholders with encoded values."""
-    out = []
-    for literal, name, _, _ in string.Formatter().parse(path):
-        out.append(literal)
-        if name:
-            out.append(encode_segment(values[name], name))
-    return "".join(out)
+    return "".join(
+        literal + (encode_segment(values[name], name) if name else "")
+        for literal, name in _path_parts(path)
+    )
+
+
+PLAIN_JSON = frozenset({str, int, float, bool, type(None)})
 
 
 def to_json_value(value: Any) -> Any:
     """Turn what the SDK parsed back into JSON: dates as ISO strings, decimals as numbers."""
+    if type(value) in PLAIN_JSON:  # most fields: nothing to convert (the hot path)
+        return value
     if isinstance(value, dt.datetime):
         return value.isoformat()
     if isinstance(value, dt.date):

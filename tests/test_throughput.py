@@ -108,3 +108,21 @@ def test_under_pressure_every_record_lands_once(sandbox: Sandbox, run_target) ->
         {f"team {i}": 1 for i in range(24)})
     assert "answered 429 (rate limit): all senders wait" in run.stderr
     assert run.states == [{"done": True}]
+
+
+def test_minute_window_holds(sandbox: Sandbox, run_target) -> None:
+    # The one slow test (about a minute): the 21st request must wait for the minute window.
+    sandbox.configure(rate_per_minute=20)
+    run = run_target(
+        {"max_requests_per_minute": 20, "max_requests_per_second": 100,
+         "streams": {"t": {"endpoint": "create_team"}}},
+        [schema("t"), *(record("t", {"name": f"team {i}"}) for i in range(23))],
+        sandbox=sandbox, timeout=180,
+    )
+    assert run.returncode == 0, run.stderr
+    stats = sandbox.stats()
+    assert stats["requests"] == 23
+    assert stats["throttled"] == 0
+    assert stats["max_per_minute"] <= 20
+    arrivals = sorted(r["at"] for r in sandbox.requests())
+    assert arrivals[20] - arrivals[0] >= 60
