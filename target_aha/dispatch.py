@@ -303,6 +303,11 @@ class Dispatcher:
             if task.waiting_on == 0:
                 self._ready.put(task)
 
+    def busy(self, keys: Iterable[Hashable]) -> bool:
+        """Whether a task holding one of `keys` is queued or running (so order matters)."""
+        with self._lock:
+            return any(key in self._tails for key in keys)
+
     def join(self) -> None:
         """Wait until every submitted task ended; raise the fatal error if one occurred."""
         with self._settled:

@@ -129,6 +129,12 @@ class AhaSink(BatchSink):
             order.append(("key", self.stream_name, key))
         if request.method != "POST":
             order.append(("object", request.origin, request.path))
+        if self.upsert is not None and key is not None and not self.run.dispatcher.busy(order):
+            job = Keyed(request, values, Scope(self.stream_name, request.path, key), where)
+            entry = self.upsert.unchanged(job)
+            if entry is not None:  # settled here: nothing to send, nothing to wait for
+                self.run.results.write(self._outcome(key, Delivered("unchanged", entry=entry)))
+                return
         self.run.dispatcher.submit(
             functools.partial(self._deliver, request, values, key, where), order
         )

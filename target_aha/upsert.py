@@ -74,6 +74,17 @@ class Upsert:
     template: Template
     dry_run: bool
 
+    def unchanged(self, job: Keyed) -> Entry | None:
+        """The ledger's entry if the record is certainly unchanged, else None.
+
+        A read only, cheap enough for the reading thread: a re-sync of unchanged records then
+        never waits on a sender thread. Anything else goes through `deliver`.
+        """
+        entry = self.ledger.get(job.scope)
+        if entry is not None and not entry.pending and entry.body_hash == job.digest:
+            return entry
+        return None
+
     def deliver(self, job: Keyed) -> Delivered:
         """Settle one keyed record; raises RecordRejected/RecordError like a plain send."""
         with self.ledger.hold(job.scope):

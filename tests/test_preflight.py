@@ -14,6 +14,7 @@ STREAMS = {
                 "custom_table_key": "vendors"},
     "renames": {"endpoint": "update_epic", "epic_id": "PRJ1-E-1"},
     "okrs": {"endpoint": "update_goal", "product_id": "PRJ1", "goal_id": "{aha_goal}"},
+    "bets": {"endpoint": "update_initiative", "product_id": "PRJ2", "initiative_id": "PRJ2-S-1"},
     "teams": {"endpoint": "create_team"},
     "ideas": {"endpoint": "custom", "method": "PUT", "url": "/ideas/{idea_id}"},
 }
@@ -38,6 +39,9 @@ def test_everything_passes_and_nothing_is_written(sandbox: Sandbox, run_target) 
         "PASS  stream 'okrs' (update_goal) product_id: product 'PRJ1' exists",
         "SKIP  stream 'okrs' (update_goal) goal_id: not checkable (read from each record: "
         "field aha_goal)",
+        "PASS  stream 'bets' (update_initiative) product_id: product 'PRJ2' exists",
+        "SKIP  stream 'bets' (update_initiative) initiative_id: not checked (Aha! documents "
+        "no read for it)",
         "SKIP  stream 'teams' (create_team): nothing to check",
         "PASS  stream 'ideas' (custom) url: " + sandbox.base_url + "/ideas/{idea_id}: on the "
         "Aha! account's host",
@@ -47,7 +51,7 @@ def test_everything_passes_and_nothing_is_written(sandbox: Sandbox, run_target) 
     ]
     for want in expected:
         assert any(line.startswith(want) for line in out), want
-    assert out[-1].startswith("target-aha --test: 7 passed, 0 failed, 4 not checkable.")
+    assert out[-1].startswith("target-aha --test: 8 passed, 0 failed, 5 not checkable.")
     requests = sandbox.requests()
     assert {r["method"] for r in requests} == {"GET"}
     paths = [r["path"] for r in requests]
