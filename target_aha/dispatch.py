@@ -142,9 +142,10 @@ class Sender:
     ) -> Answer | None:
         """The 2xx answer; raises RecordRejected (400/404/422...) or FatalAhaError.
 
-        `where` names the stream and record for messages. After a timeout or a dropped
-        connection the request may or may not have reached Aha!: `recover`, if given, is asked
-        first and its answer (the object found in Aha!) is used instead of sending again.
+        `where` names the stream and record for messages. After a timeout, a dropped
+        connection or a 5xx the request may or may not have been carried out: `recover`, if
+        given, is asked first and its answer (the object found in Aha!) is used instead of
+        sending again.
         """
         waits = backoff.expo(factor=0.5, max_value=30)
         next(waits)
@@ -182,6 +183,9 @@ class Sender:
             last = f"HTTP {answer.status}: {answer.excerpt()}"
             if paused is None:
                 time.sleep(backoff.full_jitter(next(waits)))
+            # A gateway's 502/504 can come after the application committed: look first.
+            if answer.status >= 500 and recover is not None and (found := recover()) is not None:
+                return found
         raise FatalAhaError(
             f"Aha! at {self.client.account} did not accept {request.describe()} ({where}) "
             f"after {self.max_retries} retries; the last attempt ended with {last}. Check that "

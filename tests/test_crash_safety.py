@@ -120,3 +120,15 @@ def test_two_runs_at_once_share_a_postgres_ledger(
         for line in (tmp_path / f"results-{i}.jsonl").read_text().splitlines():
             ops[json.loads(line)["operation"]] += 1
     assert ops == {"create": 120, "unchanged": 120}
+
+
+def test_commit_then_5xx_creates_each_key_once(sandbox: Sandbox, tmp_path: Path) -> None:
+    # A gateway answering 502 after Aha! committed: a blind retry would create a duplicate.
+    sandbox.configure(commit_error_rate=0.15, error_status=502)
+    data = write_input(tmp_path / "in.jsonl", 120)
+    config = write_config(tmp_path / "c.json", sandbox, str(tmp_path / "ledger.sqlite"))
+    proc = start(config, data, tmp_path / "results.jsonl")
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    assert sandbox.stats()["commit_errors"] > 0
+    one_per_key(sandbox, 120)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 
 from target_aha.sandbox import Sandbox
 from target_aha.sandbox.forms import decode_form
@@ -801,3 +802,13 @@ def test_cli_serves_until_sigterm(tmp_path: Path) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_commit_error_stores_the_object_and_answers_5xx() -> None:
+    with Sandbox(token="t") as sb:
+        sb.configure(commit_error_rate=1.0, error_status=502)
+        resp = requests.post(sb.base_url + "/teams", json={"team": {"name": "x"}},
+                             headers={"Authorization": "Bearer t"}, timeout=5)
+        assert resp.status_code == 502
+        assert [t["name"] for t in sb.objects("team")] == ["x"]
+        assert sb.stats()["commit_errors"] == 1

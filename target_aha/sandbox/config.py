@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 ERROR_STATUSES = (500, 502, 503, 504)
-_RATES = ("error_rate", "drop_rate", "commit_timeout_rate", "throttle_rate")
+_RATES = ("error_rate", "drop_rate", "commit_timeout_rate", "commit_error_rate", "throttle_rate")
 _DURATIONS = ("latency_ms", "latency_jitter_ms", "commit_timeout_seconds")
 
 
@@ -25,6 +25,7 @@ class Config:
     drop_rate: float = 0.0
     commit_timeout_rate: float = 0.0
     commit_timeout_seconds: float = 5.0
+    commit_error_rate: float = 0.0
     throttle_rate: float = 0.0
     rate_per_second: int | None = None
     rate_per_minute: int | None = None
@@ -51,8 +52,12 @@ class Config:
             value = getattr(self, name)
             if not _is_number(value) or not 0 <= value <= 1:
                 raise ValueError(f"{name} must be a number from 0 to 1, got {value!r}")
-        if self.error_rate + self.drop_rate + self.commit_timeout_rate > 1:
-            raise ValueError("error_rate + drop_rate + commit_timeout_rate must not exceed 1")
+        faults = self.error_rate + self.drop_rate + self.commit_timeout_rate
+        if faults + self.commit_error_rate > 1:
+            raise ValueError(
+                "error_rate + drop_rate + commit_timeout_rate + commit_error_rate must not "
+                "exceed 1"
+            )
         for name in _DURATIONS:
             value = getattr(self, name)
             if not _is_number(value) or value < 0:

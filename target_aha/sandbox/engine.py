@@ -77,12 +77,15 @@ class Engine:
         drop_rate: close that fraction of connections unanswered, before performing anything.
         commit_timeout_rate, commit_timeout_seconds: perform the request, then hang that long
             and close the connection unanswered (the client times out; the write happened).
+        commit_error_rate: perform the request, then answer error_status (a gateway failing
+            after the application committed: the write happened, the client sees a 5xx).
         throttle_rate: answer that fraction 429 whatever the rate limit says.
         rate_per_second, rate_per_minute: Aha!'s sliding-window limits; None switches one off.
         send_retry_after: add Retry-After to 429 answers.
         forbidden_products: product ids or prefixes answered 403, with all they contain.
 
-        error_rate + drop_rate + commit_timeout_rate may not exceed 1 (one draw decides).
+        error_rate + drop_rate + commit_timeout_rate + commit_error_rate may not exceed 1
+        (one draw decides).
         Unknown names raise TypeError, bad values ValueError; nothing changes then.
         """
         with self._config_lock:
@@ -156,7 +159,7 @@ class Engine:
                 "answer", "error", roll.delay, admission.headers, config.error_status,
                 INJECTED_ERROR,
             )
-        if roll.outcome in ("drop", "commit_timeout"):
+        if roll.outcome in ("drop", "commit_timeout", "commit_error"):
             return Verdict(
                 roll.outcome, roll.outcome, roll.delay, admission.headers,
                 hang=config.commit_timeout_seconds,

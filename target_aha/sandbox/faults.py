@@ -19,7 +19,7 @@ class Roll:
 
     throttle: bool  # answer 429 whatever the rate limit says
     delay: float  # seconds to wait before answering
-    outcome: str | None  # None, "error", "drop" or "commit_timeout"
+    outcome: str | None  # None, "error", "drop", "commit_timeout" or "commit_error"
 
 
 class FaultDice:
@@ -51,6 +51,7 @@ class FaultDice:
                 ("error", config.error_rate),
                 ("drop", config.drop_rate),
                 ("commit_timeout", config.commit_timeout_rate),
+                ("commit_error", config.commit_error_rate),
             )
             if any(rate > 0 for _, rate in rates):
                 draw = self._rng.random()

@@ -17,7 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
-from .engine import Engine, Verdict
+from .engine import INJECTED_ERROR, Engine, Verdict
 from .forms import parse_body
 from .store import not_found
 
@@ -140,6 +140,9 @@ class Handler(BaseHTTPRequestHandler):
             if verdict.action == "commit_timeout":
                 engine.stopping.wait(verdict.hang)
                 self._hang_up(entry, verdict)
+            elif verdict.action == "commit_error":  # a gateway failing after the commit
+                error_status = engine.config()["error_status"]
+                self._answer(entry, verdict, error_status, INJECTED_ERROR)
             else:
                 self._answer(entry, verdict, status, payload)
 

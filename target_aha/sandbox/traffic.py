@@ -25,6 +25,7 @@ _FAULT_COUNTERS = {
     "error": "errors_injected",
     "drop": "dropped",
     "commit_timeout": "commit_timeouts",
+    "commit_error": "commit_errors",
 }
 
 
