@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import typing as t
@@ -15,8 +16,10 @@ from singer_sdk.exceptions import (
     MissingKeyPropertiesError,
     RecordsWithoutSchemaException,
 )
+from singer_sdk.helpers._classproperty import classproperty
 from singer_sdk.helpers.capabilities import PluginCapabilities, TargetCapabilities
 from singer_sdk.io_base import SingerReader
+from singer_sdk.plugin_base import PluginBase
 from singer_sdk.singerlib.exceptions import InvalidInputLine
 from singer_sdk.singerlib.json import deserialize_json
 
@@ -213,6 +216,21 @@ class TargetAha(Target):
         self.run = self._start_run()
         self.progress = Progress(self.number("progress_interval_seconds"), self.run.figures)
         self._MAX_RECORD_AGE_IN_MINUTES = self.number("state_interval_seconds") / 60
+
+    @classproperty
+    def _env_var_config(cls) -> dict[str, t.Any]:  # noqa: N805 - the SDK's classproperty
+        """TARGET_AHA_* variables as the SDK reads them, plus numbers with a fraction.
+
+        singer-sdk 0.54 converts integer and boolean variables but leaves `number` ones as
+        text, so TARGET_AHA_REQUEST_TIMEOUT=2.5 would fail validation.
+        """
+        config = PluginBase.__dict__["_env_var_config"].fget(cls)
+        for name, schema in cls.config_jsonschema["properties"].items():
+            types = schema.get("type")
+            if isinstance(config.get(name), str) and "number" in (types or ()):
+                with contextlib.suppress(ValueError):  # else validation names the setting
+                    config[name] = float(config[name])
+        return config
 
     def number(self, setting: str) -> float:
         """A numeric setting as a float (the SDK reads JSON numbers with a fraction as Decimal)."""

@@ -226,3 +226,16 @@ def test_logs_are_a_handful_of_lines_and_debug_shows_each_request(
         r"POST /releases/PRJ1-R-1/features -> 200 in \d+ ms", debug.stderr)
     assert len(requests_logged) == 30
     assert "sandbox-token" not in debug.stderr
+
+
+def test_settings_from_environment_variables(sandbox: Sandbox, run_target) -> None:
+    # singer-sdk 0.54 leaves `number` variables as text; target-aha reads them as numbers.
+    run = run_target(
+        FEATURES, [schema("f"), *features("a")], sandbox=sandbox,
+        extra_args=("--config", "ENV"),
+        env={"TARGET_AHA_REQUEST_TIMEOUT": "2.5", "TARGET_AHA_MAX_REQUESTS_PER_SECOND": "7.5",
+             "TARGET_AHA_DRY_RUN": "true"},
+    )
+    assert run.returncode == 0, run.stderr
+    assert sandbox.requests() == []
+    assert len(run.dry_run_lines) == 1
