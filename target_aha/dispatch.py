@@ -286,13 +286,14 @@ class Dispatcher:
         if self._inline:
             work()
             return
-        if not self._workers:  # started on first use: a target that reads nothing idles
-            self._workers = [
-                threading.Thread(target=self._run, name=f"aha-sender-{i}", daemon=True)
-                for i in range(self._concurrency)
-            ]
-            for worker in self._workers:
-                worker.start()
+        with self._lock:  # started on first use (the SDK may drain sinks from several threads)
+            if not self._workers:
+                self._workers = [
+                    threading.Thread(target=self._run, name=f"aha-sender-{i}", daemon=True)
+                    for i in range(self._concurrency)
+                ]
+                for worker in self._workers:
+                    worker.start()
         while not self._slots.acquire(timeout=0.2):
             self.check()
         task = _Task(work, tuple(dict.fromkeys(keys)))
@@ -326,9 +327,10 @@ class Dispatcher:
 
     def close(self) -> None:
         """Stop the workers (after `join`, or when the run is ending anyway)."""
-        for _ in self._workers:
+        with self._lock:
+            workers, self._workers = self._workers, []
+        for _ in workers:
             self._ready.put(None)
-        self._workers = []
 
     def _run(self) -> None:
         while (task := self._ready.get()) is not None:
