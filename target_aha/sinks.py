@@ -130,7 +130,7 @@ class AhaSink(BatchSink):
         if request.method != "POST":
             order.append(("object", request.origin, request.path))
         if self.upsert is not None and key is not None and not self.run.dispatcher.busy(order):
-            job = Keyed(request, values, Scope(self.stream_name, request.path, key), where)
+            job = Keyed(request, values, self._scope(request, key), where)
             entry = self.upsert.unchanged(job)
             if entry is not None:  # settled here: nothing to send, nothing to wait for
                 self.run.results.write(self._outcome(key, Delivered("unchanged", entry=entry)))
@@ -150,8 +150,7 @@ class AhaSink(BatchSink):
         """Runs on a sender thread, after every earlier record with the same key settled."""
         try:
             if self.upsert is not None and key is not None:
-                scope = Scope(self.stream_name, request.path, key)
-                done = self.upsert.deliver(Keyed(request, values, scope, where))
+                done = self.upsert.deliver(Keyed(request, values, self._scope(request, key), where))
             else:
                 answer = self.run.sender.send(request, where)
                 done = Delivered(self.template.operation, answer=answer)
@@ -168,6 +167,11 @@ class AhaSink(BatchSink):
         if done.answer is not None:
             self._notify(done.request or request, key, done.answer)
         self.run.results.write(self._outcome(key, done))
+
+    def _scope(self, request: Request, key: str) -> Scope:
+        """The ledger row of a keyed record: the account and the create's path make the target,
+        so one ledger can serve several Aha! accounts (staging, production) without mixing."""
+        return Scope(self.stream_name, self.run.sender.client.base_url + request.path, key)
 
     def _notify(
         self, request: Request, key: str | list[str | None] | None, answer: Answer | None

@@ -208,11 +208,12 @@ def test_empty_ledger_path_warns(sandbox: Sandbox, run_target, tmp_path) -> None
     assert "re-runs and retries after a failure will duplicate" in run.stderr
 
 
-def pending(ledger_path: str, key: str, name: str) -> float:
+def pending(sb: Sandbox, ledger_path: str, key: str, name: str) -> float:
     """Leave a pending create in the ledger, as a run killed mid-request would."""
     ledger = SQLiteLedger(ledger_path)
     body = {"feature": {"id": key, "name": name}}
-    since = ledger.mark_pending(Scope("s", "/releases/PRJ1-R-1/features", key), body_hash(body))
+    scope = Scope("s", sb.base_url + "/releases/PRJ1-R-1/features", key)
+    since = ledger.mark_pending(scope, body_hash(body))
     ledger.close()
     return since
 
@@ -226,7 +227,7 @@ def create_in_aha(sb: Sandbox, name: str) -> dict[str, Any]:
 
 def test_pending_create_adopts_its_single_match(sandbox: Sandbox, run_target, tmp_path) -> None:
     cfg = config(tmp_path)
-    pending(cfg["ledger_path"], "K0", "thing 0")
+    pending(sandbox, cfg["ledger_path"], "K0", "thing 0")
     made = create_in_aha(sandbox, "thing 0")  # the create whose answer never arrived
     create_in_aha(sandbox, "something else")
     sandbox.clear_requests()
@@ -241,7 +242,7 @@ def test_pending_create_adopts_its_single_match(sandbox: Sandbox, run_target, tm
 
 def test_pending_create_with_no_match_creates(sandbox: Sandbox, run_target, tmp_path) -> None:
     cfg = config(tmp_path)
-    pending(cfg["ledger_path"], "K0", "thing 0")
+    pending(sandbox, cfg["ledger_path"], "K0", "thing 0")
     run = run_target(cfg, keyed(1), sandbox=sandbox)
     assert run.returncode == 0, run.stderr
     assert [r["method"] for r in sandbox.requests()] == ["GET", "POST"]
@@ -252,7 +253,7 @@ def test_pending_create_with_two_matches_does_not_guess(
     sandbox: Sandbox, run_target, tmp_path
 ) -> None:
     cfg = {**config(tmp_path), "on_record_error": "skip"}
-    pending(cfg["ledger_path"], "K0", "thing 0")
+    pending(sandbox, cfg["ledger_path"], "K0", "thing 0")
     a, b = create_in_aha(sandbox, "thing 0"), create_in_aha(sandbox, "thing 0")
     run = run_target(cfg, keyed(2), sandbox=sandbox)
     assert run.returncode == 0, run.stderr
@@ -276,3 +277,13 @@ def test_postgres_ledger_same_semantics(
     assert again.returncode == 0, again.stderr
     assert writes(sandbox) == []
     assert {r["operation"] for r in again.results} == {"unchanged"}
+
+
+def test_one_ledger_keeps_accounts_apart(sandbox: Sandbox, run_target, tmp_path) -> None:
+    cfg = config(tmp_path)
+    assert run_target(cfg, keyed(2), sandbox=sandbox).returncode == 0
+    with Sandbox(token=TOKEN) as other_account:  # say, staging beside production
+        run = run_target(cfg, keyed(2), sandbox=other_account)
+        assert run.returncode == 0, run.stderr
+        assert {r["operation"] for r in run.results} == {"create"}
+        assert len(other_account.objects("feature")) == 2
