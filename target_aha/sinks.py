@@ -13,6 +13,7 @@ import functools
 import math
 from collections.abc import Hashable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
+from urllib.parse import unquote
 
 import fastjsonschema
 from singer_sdk.exceptions import InvalidJSONSchema
@@ -155,8 +156,9 @@ class AhaSink(BatchSink):
                 answer = self.run.sender.send(request, where)
                 done = Delivered(self.template.operation, answer=answer)
                 if request.method == "DELETE" and answer is not None and self.run.ledger:
-                    # The deleted object's key must be created afresh if it comes back.
-                    self.run.ledger.forget_object(values[self.template.params[-1]])
+                    # The deleted object (the path's last segment, an id or reference number)
+                    # must be created afresh if its key comes back.
+                    self.run.ledger.forget_object(unquote(request.path.rsplit("/", 1)[-1]))
         except RecordRejected as exc:
             self._notify(request, key, exc.response)
             self._reject(key, where, str(exc), exc.status)

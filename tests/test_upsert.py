@@ -287,3 +287,22 @@ def test_one_ledger_keeps_accounts_apart(sandbox: Sandbox, run_target, tmp_path)
         assert run.returncode == 0, run.stderr
         assert {r["operation"] for r in run.results} == {"create"}
         assert len(other_account.objects("feature")) == 2
+
+
+def test_custom_delete_of_a_literal_url_forgets_the_object(
+    sandbox: Sandbox, run_target, tmp_path
+) -> None:
+    ledger = str(tmp_path / "ledger.sqlite")
+    create = {"ledger_path": ledger,
+              "streams": {"s": {"endpoint": "create_epic", "release_id": "PRJ1-R-1"}}}
+    first = run_target(create, keyed(1), sandbox=sandbox)
+    ref = first.results[0]["reference_num"]
+    run = run_target(
+        {"ledger_path": ledger,
+         "streams": {"gone": {"endpoint": "custom", "method": "DELETE", "url": f"/epics/{ref}"}}},
+        [schema("gone"), record("gone", {})],
+        sandbox=sandbox,
+    )
+    assert run.returncode == 0, run.stderr
+    again = run_target(create, keyed(1), sandbox=sandbox)
+    assert [r["operation"] for r in again.results] == ["create"]
