@@ -176,7 +176,7 @@ class Sender:
                 return answer
             if verdict is Verdict.REJECTED:
                 raise RecordRejected(
-                    answer.status, answer.excerpt(), request.describe(), answer
+                    answer.status, answer.excerpt(), request.describe(), answer, request
                 )
             if verdict is Verdict.FATAL:
                 raise FatalAhaError(self._fatal_message(answer, request, where))

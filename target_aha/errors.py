@@ -35,17 +35,20 @@ class RecordError(Exception):
 class RecordRejected(Exception):
     """Aha! answered 400, 404, 422 (or another 4xx that is about the request itself).
 
-    `response` is the whole answer (the client's `Answer`), for the response webhook.
+    `response` is the whole answer (the client's `Answer`) and `request` the request Aha!
+    refused (an upsert's PUT is not the record's own POST), for the response webhook.
     """
 
     def __init__(
-        self, status: int, answer: str, request_line: str, response: Any = None
+        self, status: int, answer: str, request_line: str, response: Any = None,
+        request: Any = None,
     ) -> None:
         super().__init__(f"{request_line} answered {status}: {answer}")
         self.status = status
         self.answer = answer
         self.request_line = request_line
         self.response = response
+        self.request = request
 
 
 class SchemaMismatch(Exception):

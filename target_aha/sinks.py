@@ -160,7 +160,7 @@ class AhaSink(BatchSink):
                     # must be created afresh if its key comes back.
                     self.run.ledger.forget_object(unquote(request.path.rsplit("/", 1)[-1]))
         except RecordRejected as exc:
-            self._notify(request, key, exc.response)
+            self._notify(exc.request or request, key, exc.response)
             self._reject(key, where, str(exc), exc.status)
             return
         except RecordError as exc:
