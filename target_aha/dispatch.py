@@ -82,7 +82,8 @@ class RateGate:
         headers = {k.lower(): v for k, v in answer.headers.items()}
         wait = None
         if answer.status == 429:
-            self.throttled += 1
+            with self._lock:  # senders observe concurrently: keep the count exact
+                self.throttled += 1
             wait = _seconds(headers.get("retry-after"))
             if wait is None:
                 wait = _until(headers.get("x-ratelimit-reset"))
@@ -101,11 +102,25 @@ class RateGate:
         return wait
 
 
-def _seconds(value: str | None) -> float | None:
+def _number(value: str | None) -> float | None:
+    """A header's number, or None if it is absent or not a number."""
+    if not value:
+        return None
     try:
-        return min(max(float(value), 0.0), MAX_PAUSE_SECONDS) if value else None
+        return float(value)
     except ValueError:
         return None
+
+
+def _bounded(wait: float) -> float:
+    """A wait between 0 and MAX_PAUSE_SECONDS."""
+    return min(max(wait, 0.0), MAX_PAUSE_SECONDS)
+
+
+def _seconds(value: str | None) -> float | None:
+    """A `Retry-After` in seconds."""
+    number = _number(value)
+    return None if number is None else _bounded(number)
 
 
 EPOCH_2001 = 1e9
@@ -117,14 +132,12 @@ def _until(reset: str | None, earliest: bool = False) -> float | None:
 
     `earliest`: the soonest a whole-second Reset can mean, one second before it.
     """
-    try:
-        value = float(reset) if reset else None
-    except ValueError:
-        return None
+    value = _number(reset)
     if value is None:
         return None
-    wait = value if value < EPOCH_2001 else value - time.time() - (1.0 if earliest else 0.0)
-    return min(max(wait, 0.0), MAX_PAUSE_SECONDS)
+    return _bounded(
+        value if value < EPOCH_2001 else value - time.time() - (1.0 if earliest else 0.0)
+    )
 
 
 @dataclass

@@ -98,6 +98,7 @@ def build_request(
     """The request a stream sends for one record; raises RecordError if it cannot be built."""
     body = record_body(dest, record)
     template = dest.template
+    path = fill_path(template.path, values)
     if dest.custom is not None:
         if dest.custom.method == "DELETE" and not body:
             payload = None
@@ -105,11 +106,10 @@ def build_request(
             payload = wrap(body, dest.custom.wrap_key, None)
         else:
             payload = body
-        return _custom_request(dest, dest.custom, fill_path(template.path, values), payload,
-                               mailers_off)
+        return _custom_request(dest, dest.custom, path, payload, mailers_off)
     return Request(
         method=template.method,
-        path=fill_path(template.path, values),
+        path=path,
         query={"disable_mailers": "true"} if mailers_off else {},
         body=wrap(body, template.wrapper, template.nest),
         headers=dict(dest.headers),
