@@ -375,3 +375,26 @@ def test_full_disk_mid_run_stops_with_a_message(sandbox: Sandbox, tmp_path: Path
     assert counts == Counter({f"request {i}": 1 for i in range(n)})
     assert {r["key"] for r in results} <= {f"REQ-{i}" for i in range(n)}
 
+
+
+def test_postgres_ledger_migrates_and_forgets_by_account_and_kind(postgres_url: str) -> None:
+    from target_aha.ledger import PostgresLedger  # noqa: PLC0415
+
+    ledger = PostgresLedger(postgres_url, 2, "postgres")
+    try:
+        features = "http://a.test/api/v1/releases/R-1/features"
+        old = Scope("pg_safety", features, "p|q")
+        ledger.store(old, {"id": "9", "reference_num": "PRJ1-9"}, "h")
+        new = Scope("pg_safety", features, '["p","q"]', legacy="p|q")
+        assert ledger.get(new) is not None and ledger.get(old) is None  # renamed once
+        epics = "http://a.test/api/v1/releases/R-1/epics"
+        ledger.store(Scope("pg_safety", epics, "E"), {"id": "9"}, "h")
+        ledger.store(Scope("pg_safety", "http://b.test/api/v1/products/P/epics", "E"),
+                     {"id": "9"}, "h")
+        assert ledger.forget_object("http://a.test/api/v1", "/epics/9") == 1
+        assert ledger.get(new) is not None
+        assert ledger.forget_object("http://a.test/api/v1", "/features/9") == 1
+        assert ledger.get(new) is None
+    finally:
+        ledger._run("DELETE FROM target_aha_ledger WHERE stream = 'pg_safety'", {})
+        ledger.close()
