@@ -13,7 +13,6 @@ import functools
 import math
 from collections.abc import Hashable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
-from urllib.parse import unquote
 
 import fastjsonschema
 from singer_sdk.exceptions import InvalidJSONSchema
@@ -30,10 +29,10 @@ from target_aha.errors import (
     RecordRejected,
     SchemaMismatch,
 )
-from target_aha.ledger import Scope
+from target_aha.ledger import LedgerError, Scope, ledger_key, legacy_key
 from target_aha.results import Outcome, object_in
 from target_aha.shaping import build_batch_request, build_request, param_values, record_body
-from target_aha.upsert import Delivered, Keyed, Upsert
+from target_aha.upsert import Delivered, Keyed, Unrecorded, Upsert, ledger_stop
 from target_aha.webhook import envelope
 
 if TYPE_CHECKING:
@@ -104,18 +103,28 @@ class AhaSink(BatchSink):
             return None
         return RecordValidator(self.schema, validate_formats=self.validate_field_string_format)
 
-    def key_of(self, record: Mapping[str, Any]) -> str | None:
-        """The record's upstream key (several key properties are joined with '|')."""
+    def key_parts(self, record: Mapping[str, Any]) -> tuple[str, ...] | None:
+        """The values of the record's key properties, or None if it has no complete key."""
         values = [record.get(f) for f in self.key_fields]
         if not values or any(v is None or v == "" for v in values):
             return None
-        return "|".join(str(v) for v in values)
+        return tuple(str(v) for v in values)
+
+    def key_of(self, record: Mapping[str, Any]) -> str | None:
+        """The record's key as people read it (results, messages): parts joined with '|'.
+
+        Not unique when a part contains '|': the ledger and the dispatcher's ordering use
+        `ledger_key` of the parts instead.
+        """
+        parts = self.key_parts(record)
+        return None if parts is None else "|".join(parts)
 
     def process_record(self, record: dict, context: dict) -> None:
         """Shape the record and hand it to the dispatcher (sending starts at once)."""
         self._position += 1
         self.run.read += 1
-        key = self.key_of(record)
+        parts = self.key_parts(record)
+        key = None if parts is None else "|".join(parts)
         where = f"stream '{self.stream_name}', record " + (
             f"key {key!r}" if key is not None else f"#{self._position}"
         )
@@ -126,18 +135,21 @@ class AhaSink(BatchSink):
             self._reject(key, where, str(exc), None)
             return
         order: list[Hashable] = []
-        if key is not None:
-            order.append(("key", self.stream_name, key))
+        if parts is not None:
+            order.append(("key", self.stream_name, ledger_key(parts)))
         if request.method != "POST":
             order.append(("object", request.origin, request.path))
-        if self.upsert is not None and key is not None and not self.run.dispatcher.busy(order):
-            job = Keyed(request, values, self._scope(request, key), where)
-            entry = self.upsert.unchanged(job)
+        if self.upsert is not None and parts is not None and not self.run.dispatcher.busy(order):
+            job = Keyed(request, values, self._scope(request, parts), where)
+            try:
+                entry = self.upsert.unchanged(job)
+            except LedgerError as exc:
+                raise ledger_stop(where, exc) from exc
             if entry is not None:  # settled here: nothing to send, nothing to wait for
                 self.run.results.write(self._outcome(key, Delivered("unchanged", entry=entry)))
                 return
         self.run.dispatcher.submit(
-            functools.partial(self._deliver, request, values, key, where), order
+            functools.partial(self._deliver, request, values, parts, where), order
         )
 
     def process_batch(self, context: dict) -> None:
@@ -146,19 +158,24 @@ class AhaSink(BatchSink):
         self.run.webhook.join()
 
     def _deliver(
-        self, request: Request, values: Mapping[str, str], key: str | None, where: str
+        self, request: Request, values: Mapping[str, str], parts: tuple[str, ...] | None,
+        where: str,
     ) -> None:
         """Runs on a sender thread, after every earlier record with the same key settled."""
+        key = None if parts is None else "|".join(parts)
         try:
-            if self.upsert is not None and key is not None:
-                done = self.upsert.deliver(Keyed(request, values, self._scope(request, key), where))
+            if self.upsert is not None and parts is not None:
+                done = self.upsert.deliver(
+                    Keyed(request, values, self._scope(request, parts), where)
+                )
             else:
                 answer = self.run.sender.send(request, where)
                 done = Delivered(self.template.operation, answer=answer)
-                if request.method == "DELETE" and answer is not None and self.run.ledger:
-                    # The deleted object (the path's last segment, an id or reference number)
-                    # must be created afresh if its key comes back.
-                    self.run.ledger.forget_object(unquote(request.path.rsplit("/", 1)[-1]))
+                if request.method == "DELETE" and answer is not None:
+                    self._forget_deleted(request, done, where)
+        except Unrecorded as exc:  # Aha! did it, the ledger could not note it: keep the outcome
+            self.run.results.write(self._outcome(key, exc.done))
+            raise
         except RecordRejected as exc:
             self._notify(exc.request or request, key, exc.response)
             self._reject(key, where, str(exc), exc.status)
@@ -170,10 +187,30 @@ class AhaSink(BatchSink):
             self._notify(done.request or request, key, done.answer)
         self.run.results.write(self._outcome(key, done))
 
-    def _scope(self, request: Request, key: str) -> Scope:
+    def _forget_deleted(self, request: Request, done: Delivered, where: str) -> None:
+        """A deleted object must be created afresh if its key comes back: forget its rows.
+
+        Only a DELETE under base_url deletes one of the account's objects (one to another host
+        forgets nothing); the ledger keeps other accounts' and other kinds' rows.
+        """
+        if self.run.ledger is None or request.origin is not None:
+            return
+        try:
+            self.run.ledger.forget_object(self.run.sender.client.base_url, request.path)
+        except LedgerError as exc:
+            raise Unrecorded(
+                done, ledger_stop(
+                    where, exc, f"Aha! deleted {request.path}, but",
+                    "The ledger still names the deleted object; an upsert of its key finds "
+                    "it gone (404) and creates it again.",
+                )
+            ) from exc
+
+    def _scope(self, request: Request, parts: tuple[str, ...]) -> Scope:
         """The ledger row of a keyed record: the account and the create's path make the target,
         so one ledger can serve several Aha! accounts (staging, production) without mixing."""
-        return Scope(self.stream_name, self.run.sender.client.base_url + request.path, key)
+        return Scope(self.stream_name, self.run.sender.client.base_url + request.path,
+                     ledger_key(parts), legacy_key(parts))
 
     def _notify(
         self, request: Request, key: str | list[str | None] | None, answer: Answer | None

@@ -9,6 +9,9 @@ For a `create_*` template and a keyed record:
   out after it was sent): look in the container for an object with the same name (custom
   table records: the same fields) created since the mark, and adopt a single match instead of
   creating a second object. Several matches: reject the record and list them.
+
+A ledger that fails mid-run (a full disk, a lost database) stops the run with a message that
+says what Aha! already did for the record and what the next run will do about it.
 """
 
 from __future__ import annotations
@@ -21,8 +24,8 @@ from typing import Any, Protocol
 
 from target_aha.client import Answer, Request
 from target_aha.endpoints import Template
-from target_aha.errors import RecordError, RecordRejected
-from target_aha.ledger import Entry, Ledger, Scope, body_hash
+from target_aha.errors import RecordError, RecordRejected, TargetAhaError
+from target_aha.ledger import Entry, Ledger, LedgerError, Scope, body_hash
 from target_aha.results import object_in
 from target_aha.shaping import fill_path
 
@@ -65,6 +68,35 @@ class Keyed:
         return body_hash(self.request.body)
 
 
+class Unrecorded(TargetAhaError):
+    """Aha! did what a record asked, but the ledger could not note it; the run stops.
+
+    `done` is the record's outcome, which still goes to the results file.
+    """
+
+    def __init__(self, done: Delivered, error: LedgerError) -> None:
+        super().__init__(str(error))
+        self.done = done
+
+
+def ledger_stop(
+    where: str, exc: LedgerError, happened: str = "",
+    next_run: str = "Aha! was not changed for this record, so the next run sends it again.",
+) -> LedgerError:
+    """The fatal error of a ledger failure at one record: what, where, and what happens next."""
+    return LedgerError(
+        f"Stopped at {where}: {happened + ' ' if happened else ''}{exc}. The run stopped here "
+        f"and no STATE was emitted past this record. {next_run} Make room for the ledger "
+        "(free disk space, or fix its database) and run again."
+    )
+
+
+def _named(obj: Mapping[str, Any]) -> str:
+    """`PRJ1-12 (id 123)` for messages."""
+    ref, ident = obj.get("reference_num"), obj.get("id")
+    return f"{ref} (id {ident})" if ref and ident else str(ref or ident or "an object")
+
+
 @dataclass
 class Upsert:
     """The ledger-backed path of one `create_*` stream."""
@@ -86,7 +118,16 @@ class Upsert:
         return None
 
     def deliver(self, job: Keyed) -> Delivered:
-        """Settle one keyed record; raises RecordRejected/RecordError like a plain send."""
+        """Settle one keyed record; raises RecordRejected/RecordError like a plain send.
+
+        A ledger failure raises LedgerError (nothing done in Aha!) or Unrecorded (done there).
+        """
+        try:
+            return self._settle(job)
+        except LedgerError as exc:
+            raise ledger_stop(job.where, exc) from exc
+
+    def _settle(self, job: Keyed) -> Delivered:
         with self.ledger.hold(job.scope):
             entry = self.ledger.get(job.scope)
             if entry is not None and entry.pending and not self.dry_run:
@@ -117,12 +158,20 @@ class Upsert:
             if not self.dry_run:
                 self.ledger.forget(job.scope)
             return None
+        done = Delivered("update", answer=answer, request=put)
         if answer is not None:
             obj = object_in(answer.data, self.template.wrapper)
             known = {"id": entry.aha_id, "reference_num": entry.reference_num, "url": entry.url}
-            self.ledger.store(job.scope, {**known, **{k: v for k, v in obj.items() if v}},
-                              job.digest)
-        return Delivered("update", answer=answer, request=put)
+            merged = {**known, **{k: v for k, v in obj.items() if v}}
+            try:
+                self.ledger.store(job.scope, merged, job.digest)
+            except LedgerError as exc:
+                raise Unrecorded(done, ledger_stop(
+                    job.where, exc, f"Aha! updated {_named(merged)}, but",
+                    "The ledger still has the previous body's hash, so the next run sends "
+                    "this update again.",
+                )) from exc
+        return done
 
     def _create(self, job: Keyed) -> Delivered:
         if self.dry_run:
@@ -136,12 +185,20 @@ class Upsert:
             self.ledger.forget(job.scope)  # Aha! refused it: certainly nothing was created
             raise
         assert answer is not None
+        done = Delivered("create", answer=answer)
         obj = object_in(answer.data, self.template.wrapper)
-        if obj.get("id") is None:
-            self.ledger.forget(job.scope)
-        else:
-            self.ledger.store(job.scope, obj, job.digest)
-        return Delivered("create", answer=answer)
+        try:
+            if obj.get("id") is None:
+                self.ledger.forget(job.scope)
+            else:
+                self.ledger.store(job.scope, obj, job.digest)
+        except LedgerError as exc:
+            raise Unrecorded(done, ledger_stop(
+                job.where, exc, f"Aha! created {_named(obj)}, but",
+                "The key stays marked pending in the ledger, so the next run finds this "
+                "object and adopts it instead of creating it again.",
+            )) from exc
+        return done
 
     def _adopt(self, entry: Entry, job: Keyed) -> Answer | None:
         """Settle a key an earlier attempt left pending: store the object it made, if any."""
@@ -149,7 +206,14 @@ class Upsert:
         adopted = self._adoptable(job, entry.pending_since)
         if adopted is not None:
             obj = object_in(adopted.data, self.template.wrapper)
-            self.ledger.store(job.scope, obj, entry.body_hash)
+            try:
+                self.ledger.store(job.scope, obj, entry.body_hash)
+            except LedgerError as exc:
+                raise Unrecorded(Delivered("create", answer=adopted), ledger_stop(
+                    job.where, exc, f"an earlier attempt created {_named(obj)}, but",
+                    "The key stays marked pending in the ledger, so the next run adopts "
+                    "this object again instead of creating a second one.",
+                )) from exc
         return adopted
 
     def _adoptable(self, job: Keyed, since: float) -> Answer | None:
