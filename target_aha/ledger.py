@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from target_aha.errors import ConfigError
+from target_aha.redact import mask_url
 
 TABLE = "target_aha_ledger"
 SCHEMA = f"""
@@ -260,8 +261,8 @@ def open_ledger(path: str, *, dry_run: bool, pool_size: int) -> Ledger | None:
         if not dry_run:
             ledger.forget(probe)  # a write: fails now on a read-only file or database
     except Exception as exc:
-        # Never echo a PostgreSQL password: show only what follows the credentials.
-        shown = path if where == "SQLite" else path.rsplit("@", maxsplit=1)[-1]
+        # Never echo a PostgreSQL password (user:pw@ or ?password=...): mask_url hides both.
+        shown = path if where == "SQLite" else mask_url(path)
         raise ConfigError(
             f"Cannot use the key ledger ({where}, {shown}): {exc}. The ledger is what keeps "
             "re-runs from duplicating objects in Aha!, so nothing was sent. Fix ledger_path "
