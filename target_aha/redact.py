@@ -163,13 +163,14 @@ class RedactingFormatter(logging.Formatter):
         return REDACTOR.redact(self.inner.format(safe))
 
 
-def install(logger_names: Iterable[str] = ()) -> None:
-    """Put the redactor in front of every handler the SDK logs to (root and named loggers).
+def install() -> None:
+    """Put the redactor in front of every handler logging has now (root and named loggers).
 
-    Idempotent; handlers added later are not covered, so call it once logging is set up.
+    Idempotent; handlers added later are not covered, so call it once the SDK's logging
+    (and a SINGER_SDK_LOG_CONFIG file, if any) is set up.
     """
-    loggers = [logging.getLogger(), *(logging.getLogger(name) for name in logger_names)]
+    loggers = [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]
     for logger in loggers:
-        for handler in logger.handlers:
+        for handler in getattr(logger, "handlers", ()):  # placeholders have none
             if not isinstance(handler.formatter, RedactingFormatter):
                 handler.setFormatter(RedactingFormatter(handler.formatter))

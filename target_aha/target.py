@@ -408,14 +408,14 @@ class TargetAha(Target):
         Every log line goes through the redactor (installed here, once the SDK's logging is
         set up), and so does the traceback of an error nobody worded.
         """
-        redact.install([cls.name])
+        redact.install()
         threading.excepthook = _log_thread_error
         try:
             if test:
                 cls._preflight(kwargs.get("config"))
             super().invoke(*args, **kwargs)
         except TargetAhaError as exc:
-            cls.logger.error("%s", exc)
+            cls.logger.error("%s", REDACTOR(str(exc)))
             sys.stderr.flush()
             sys.exit(1)
         except (ConfigValidationError, click.ClickException, click.exceptions.Exit, click.Abort):

@@ -265,6 +265,16 @@ def test_nothing_shows_the_key_even_when_the_server_echoes_it(hostile, run_targe
     assert "c\\nFORGED LINE" in run.stderr
 
 
+def test_a_refusal_that_quotes_the_key_is_printed_redacted(hostile, run_target) -> None:
+    aha = hostile(lambda method, path, headers: (401, {}, json.dumps({"got": headers})))
+    run = run_target({"base_url": aha.url + "/api/v1", "api_key": KEY, "streams": {}},
+                     [schema("create_team"), record("create_team", {"name": "t"})])
+    assert run.returncode == 1
+    assert "refused POST /teams" in run.stderr
+    assert "Bearer ***" in run.stderr
+    assert KEY not in _everything(run)
+
+
 def test_unexpected_tracebacks_are_redacted() -> None:
     REDACTOR.add("Tr4ceback-S3cret")
     try:
