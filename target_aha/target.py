@@ -300,8 +300,8 @@ class TargetAha(Target):
                 "label (letters, digits and hyphens, at most 63, no hyphen first or last), "
                 "mycompany for https://mycompany.aha.io; for another domain set base_url."
             )
-        base = parse_http_url(self.base_url, "base_url")
-        if base.query:
+        parse_http_url(self.base_url, "base_url")
+        if "?" in self.base_url:  # even an empty one: every path would end up in the query
             raise ConfigError(
                 "base_url has a ?query; give the API root only, such as "
                 "https://mycompany.aha.io/api/v1."

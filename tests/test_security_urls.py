@@ -186,6 +186,7 @@ def test_header_values_with_control_characters_are_config_errors(
         ({"subdomain": "a" * 64}, "subdomain"),
         ({"subdomain": "a_b"}, "subdomain"),
         ({"base_url": "https://mycompany.aha.io/api/v1?x=1"}, "base_url has a ?query"),
+        ({"base_url": "https://mycompany.aha.io/api/v1?"}, "base_url has a ?query"),
     ],
 )
 def test_settings_that_would_misdirect_or_echo_are_refused(
