@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from target_aha.client import CONTENT_TYPES, check_http_url, origin_of
+from target_aha.client import CONTENT_TYPES, check_url_text, origin_of, parse_http_url
 from target_aha.errors import ConfigError
 from target_aha.expressions import BatchExpression
+from target_aha.redact import REDACTOR, mask_url
 
 METHODS = ("POST", "PUT", "PATCH", "DELETE")
 CUSTOM_KEYS = frozenset(
@@ -74,9 +75,10 @@ def parse_custom(entry: Mapping[str, Any], where: str, base_url: str) -> Custom:
         raise ConfigError(f"{where}.allow_other_hosts must be true or false.")
     path, origin, query = _split_url(entry.get("url"), f"{where}.url", base_url)
     on_account_host = origin is None or origin_of(origin) == origin_of(base_url)
+    shown = mask_url(str(entry.get("url")))
     if not on_account_host and not allow_other_hosts:
         raise ConfigError(
-            f"{where}.url {entry.get('url')!r} is not on the Aha! account's host "
+            f"{where}.url {shown!r} is not on the Aha! account's host "
             f"({urlsplit(base_url).netloc}). Records would leave Aha!: if that is intended, "
             "set allow_other_hosts: true on this stream (the API key is never sent to "
             "another host)."
@@ -85,7 +87,7 @@ def parse_custom(entry: Mapping[str, Any], where: str, base_url: str) -> Custom:
     if batch is not None:
         if any(name for _, name, _, _ in string.Formatter().parse(path)):
             raise ConfigError(
-                f"{where}.url {entry.get('url')!r} reads record fields, but a batch is one "
+                f"{where}.url {shown!r} reads record fields, but a batch is one "
                 "call for many records; use a fixed URL with batch, or drop batch."
             )
         if wrap_key is not None:
@@ -106,38 +108,44 @@ def parse_custom(entry: Mapping[str, Any], where: str, base_url: str) -> Custom:
 
 
 def _split_url(url: object, where: str, base_url: str) -> tuple[str, str | None, dict[str, str]]:
-    """(path template, origin or None, literal query) of a configured URL."""
+    """(path template, origin or None, literal query) of a configured URL.
+
+    An absolute URL is read once by `parse_http_url` (the reading the HTTP client connects
+    with); its origin decides everything else. Secret-looking query values are registered
+    with the redactor, so messages never show them.
+    """
     example = 'such as "/products/PRJ1/ideas" or "https://mycompany.aha.io/api/v1/ideas/{id}"'
     if not isinstance(url, str) or not url.strip():
         raise ConfigError(f"{where} is required: the endpoint's URL, {example}.")
-    if any(c.isspace() for c in url):
-        raise ConfigError(f"{where} {url!r} contains spaces; percent-encode them (%20).")
+    REDACTOR.add_url(url)
+    shown = repr(mask_url(url))
+    check_url_text(url, where)
     try:
         names = [name for _, name, _, _ in string.Formatter().parse(url) if name is not None]
     except ValueError as exc:
-        raise ConfigError(f"{where} {url!r} is malformed ({exc}); {example}.") from exc
+        raise ConfigError(f"{where} {shown} is malformed ({exc}); {example}.") from exc
     if "" in names or any(not n.isidentifier() for n in names):
         raise ConfigError(
-            f"{where} {url!r} has a placeholder that is not a field name; write {{field}}."
+            f"{where} {shown} has a placeholder that is not a field name; write {{field}}."
         )
     parts = urlsplit(url)
     if parts.fragment:
-        raise ConfigError(f"{where} {url!r} has a #fragment, which is never sent; remove it.")
+        raise ConfigError(f"{where} {shown} has a #fragment, which is never sent; remove it.")
     if any("{" in piece for piece in (parts.scheme, parts.netloc, parts.query)):
         raise ConfigError(
-            f"{where} {url!r} has a placeholder outside the path; record fields can only "
+            f"{where} {shown} has a placeholder outside the path; record fields can only "
             "fill path segments."
         )
     query = dict(parse_qsl(parts.query, keep_blank_values=True))
     if not parts.scheme and not parts.netloc:
         return "/" + parts.path.lstrip("/"), None, query
-    check_http_url(url, where, f"; {example}")
+    parsed = parse_http_url(url, where, f"; {example}")
     base = urlsplit(base_url.rstrip("/"))
-    if origin_of(url) == origin_of(base_url) and (
-        parts.path == base.path or parts.path.startswith(base.path + "/")
+    if parsed.origin == origin_of(base_url) and (
+        parsed.path == base.path or parsed.path.startswith(base.path + "/")
     ):
-        return parts.path[len(base.path):] or "/", None, query
-    return parts.path or "/", f"{parts.scheme}://{parts.netloc}", query
+        return parsed.path[len(base.path):] or "/", None, query
+    return parsed.path or "/", parsed.root, query
 
 
 def _parse_batch(value: object, where: str) -> Batch | None:

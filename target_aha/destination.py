@@ -11,10 +11,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from target_aha.client import check_http_url
+from target_aha.client import check_header, parse_http_url
 from target_aha.custom import CUSTOM_KEYS, Custom, parse_custom
 from target_aha.endpoints import CUSTOM, ENDPOINT_NAMES, TEMPLATES, Template
 from target_aha.errors import ConfigError, RecordError
+from target_aha.redact import REDACTOR
 
 PROTECTED_HEADERS = frozenset({"authorization", "content-type"})
 COMMON_KEYS = frozenset(
@@ -189,12 +190,17 @@ def unmapped_stream(stream: str) -> ConfigError:
 
 
 def parse_webhook_url(value: object, where: str) -> str | None:
-    """`response_webhook_url`: an https URL (plain http only for loopback hosts)."""
+    """`response_webhook_url`: an https URL (plain http only for loopback hosts).
+
+    Its secret-looking query values are registered with the redactor: only the webhook's
+    own requests carry them.
+    """
     if value is None or value == "":
         return None
     if not isinstance(value, str):
         raise ConfigError(f"{where} must be a URL such as https://hooks.example.com/aha.")
-    check_http_url(value, where, ", such as https://hooks.example.com/aha")
+    REDACTOR.add_url(value)
+    parse_http_url(value, where, ", such as https://hooks.example.com/aha")
     return value
 
 
@@ -210,24 +216,32 @@ def parse_list(value: object, where: str) -> list[str]:
 
 
 def parse_headers(value: object, where: str) -> dict[str, str]:
-    """`request_headers` as `"h1:v1,h2:v2"` or an object; never Authorization/Content-Type."""
+    """`request_headers` as `"h1:v1,h2:v2"` or an object; never Authorization/Content-Type.
+
+    Values of credential-looking headers are registered with the redactor; a name or value
+    that is not a valid header (a line break, a control character) is a ConfigError that
+    never shows the value.
+    """
     if value is None or value == "":
         return {}
     if isinstance(value, str):
         pairs = []
-        for item in value.split(","):
+        for number, item in enumerate(value.split(","), start=1):
             header, sep, header_value = item.partition(":")
             if not sep or not header.strip():
                 raise ConfigError(
-                    f"{where}: {item.strip()!r} is not of the form 'Header-Name:value'; "
-                    'write several as "h1:v1,h2:v2" or as an object.'
+                    f"{where}: item {number} is not of the form 'Header-Name:value' (its "
+                    'text is not shown, it may be a secret); write several as "h1:v1,h2:v2" '
+                    "or as an object."
                 )
             pairs.append((header.strip(), header_value.strip()))
     elif isinstance(value, Mapping):
         pairs = [(str(k), str(v)) for k, v in value.items()]
     else:
         raise ConfigError(f"{where} must be a string 'h1:v1,h2:v2' or an object.")
-    for header, _ in pairs:
+    REDACTOR.add_headers(pairs)
+    for header, header_value in pairs:
+        check_header(header, header_value, where)
         if header.lower() in PROTECTED_HEADERS:
             raise ConfigError(
                 f"{where} may not set {header}: target-aha sets it (Authorization from "

@@ -200,7 +200,7 @@ class Sender:
             if answer.status >= 500 and recover is not None and (found := recover()) is not None:
                 return found
         raise FatalAhaError(
-            f"Aha! at {self.client.account} did not accept {request.describe()} ({where}) "
+            f"{self.client.host_of(request)} did not accept {request.describe()} ({where}) "
             f"after {self.max_retries} retries; the last attempt ended with {last}. Check that "
             "Aha! is reachable from here and not under maintenance, or raise max_retries / "
             "request_timeout; the run stopped without moving the tap's STATE, so the next "
@@ -249,7 +249,7 @@ class DryRunSender:
         """Print the request; None means nothing was sent."""
         line = {
             "method": request.method,
-            "url": self.client.url(request),
+            "url": self.client.public_url(request),
             "headers": self.client.public_headers(request),
             "body": encode_body(request) if request.content_format == "form" else request.body,
         }

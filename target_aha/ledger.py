@@ -35,6 +35,7 @@ from urllib.parse import unquote
 
 from target_aha.endpoints import TEMPLATES
 from target_aha.errors import ConfigError, TargetAhaError
+from target_aha.redact import mask_url
 
 TABLE = "target_aha_ledger"
 SCHEMA = f"""
@@ -426,8 +427,8 @@ def open_ledger(path: str, *, dry_run: bool, pool_size: int) -> Ledger | None:
     if not path:
         return None
     where = ledger_store(path)
-    # Never echo a PostgreSQL password: show only what follows the credentials.
-    shown = path if where == "SQLite" else path.rsplit("@", maxsplit=1)[-1]
+    # Never echo a PostgreSQL password (user:pw@ or ?password=...): mask_url hides both.
+    shown = path if where == "SQLite" else mask_url(path)
     try:
         if where == "PostgreSQL":
             ledger: Ledger = PostgresLedger(path, pool_size, shown, read_only=dry_run)

@@ -147,7 +147,9 @@ class _Checker:
         return checks
 
     def _custom(self, subject: str, dest: Destination, custom: Custom) -> list[Check]:
-        url = self._client.url(Request(custom.method, custom.path, origin=custom.origin))
+        url = self._client.public_url(
+            Request(custom.method, custom.path, dict(custom.query), origin=custom.origin)
+        )
         if custom.on_account_host:
             host = f"{url}: on the Aha! account's host; the API key is sent with it"
         else:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from target_aha.errors import ConfigError
+from target_aha.redact import REDACTOR
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,10 @@ class Results:
             if self._file is None:
                 return
             now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
-            self._file.write(json.dumps({**vars(outcome), "at": now}) + "\n")
+            line = {**vars(outcome), "at": now}
+            if outcome.error is not None:  # an answer may quote what it was sent
+                line["error"] = REDACTOR.redact(outcome.error)
+            self._file.write(json.dumps(line) + "\n")
             self._file.flush()
 
     def summary(self) -> str:

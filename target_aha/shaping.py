@@ -48,13 +48,24 @@ def fill_path(path: str, values: Mapping[str, str]) -> str:
     )
 
 
-PLAIN_JSON = frozenset({str, int, float, bool, type(None)})
+PLAIN_JSON = frozenset({str, int, bool, type(None)})
+
+
+class NotJson(ValueError):
+    """A value JSON cannot carry (NaN, Infinity): `json.dumps` would write a bare token."""
 
 
 def to_json_value(value: Any) -> Any:
-    """Turn what the SDK parsed back into JSON: dates as ISO strings, decimals as numbers."""
+    """Turn what the SDK parsed back into JSON: dates as ISO strings, decimals as numbers.
+
+    NaN and Infinity (the SDK's reader accepts them) raise NotJson: they are not JSON.
+    """
     if type(value) in PLAIN_JSON:  # most fields: nothing to convert (the hot path)
         return value
+    if type(value) is float:
+        if value - value == 0.0:  # False for NaN and for +-Infinity
+            return value
+        raise NotJson(repr(value))
     if isinstance(value, dt.datetime):
         return value.isoformat()
     if isinstance(value, dt.date):
@@ -62,6 +73,8 @@ def to_json_value(value: Any) -> Any:
     if isinstance(value, dt.time):
         return value.isoformat()
     if isinstance(value, decimal.Decimal):
+        if not value.is_finite():
+            raise NotJson(str(value))
         return int(value) if value == value.to_integral_value() else float(value)
     if isinstance(value, Mapping):
         return {str(k): to_json_value(v) for k, v in value.items()}
@@ -87,9 +100,24 @@ def param_values(dest: Destination, record: Mapping[str, Any]) -> dict[str, str]
 
 
 def record_body(dest: Destination, record: Mapping[str, Any]) -> dict[str, Any]:
-    """The fields a record sends: all but those consumed by the URL and those excluded."""
+    """The fields a record sends: all but those consumed by the URL and those excluded.
+
+    A field holding NaN or Infinity (anywhere inside it) rejects the record, naming it.
+    """
     dropped = dest.consumed | dest.exclude
-    return {k: to_json_value(v) for k, v in record.items() if k not in dropped}
+    try:
+        return {k: to_json_value(v) for k, v in record.items() if k not in dropped}
+    except NotJson:
+        for key, value in record.items():
+            try:
+                if key not in dropped:
+                    to_json_value(value)
+            except NotJson as exc:
+                raise RecordError(
+                    f"field '{key}' holds {exc}, which JSON cannot carry; send null or a "
+                    "number instead (fix the tap, or drop the field with exclude_attributes)"
+                ) from exc
+        raise
 
 
 def build_request(

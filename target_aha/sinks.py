@@ -309,8 +309,15 @@ class CustomBatchSink(CustomSink):
     def process_record(self, record: dict, context: dict) -> None:
         """Add the record to the batch; send the batch when it is full."""
         self._position += 1
-        body = record_body(self.destination, record)
-        self._pending.append((self.key_of(record), self._position, body))
+        key = self.key_of(record)
+        try:
+            body = record_body(self.destination, record)
+        except RecordError as exc:  # NaN/Infinity: this record only, before anything is sent
+            where = f"stream '{self.stream_name}', record " + (
+                f"key {key!r}" if key is not None else f"#{self._position}")
+            self._reject(key, where, str(exc), None)
+            return
+        self._pending.append((key, self._position, body))
         if len(self._pending) >= self.batch.size:
             self._flush()
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import sys
+import threading
 import typing as t
 from dataclasses import dataclass, field
 from importlib.metadata import version
@@ -13,6 +15,7 @@ import click
 from singer_sdk import Target
 from singer_sdk import typing as th
 from singer_sdk.exceptions import (
+    ConfigValidationError,
     MissingKeyPropertiesError,
     RecordsWithoutSchemaException,
 )
@@ -23,13 +26,15 @@ from singer_sdk.plugin_base import PluginBase
 from singer_sdk.singerlib.exceptions import InvalidInputLine
 from singer_sdk.singerlib.json import deserialize_json
 
-from target_aha.client import AhaClient, check_http_url
+from target_aha import redact
+from target_aha.client import AhaClient, check_header, parse_http_url
 from target_aha.destination import Destination, parse_webhook_url
 from target_aha.dispatch import Dispatcher, DryRunSender, RateGate, Sender
 from target_aha.errors import ConfigError, InputError, SchemaMismatch, TargetAhaError
 from target_aha.ledger import Ledger, open_ledger
 from target_aha.preflight import preflight
 from target_aha.progress import Progress
+from target_aha.redact import REDACTOR
 from target_aha.results import Results
 from target_aha.sinks import AhaSink, sink_class
 from target_aha.webhook import Webhook
@@ -122,6 +127,14 @@ SETTINGS = th.PropertiesList(
         "unchanged, rejected, 429s) this often.",
     ),
 ).to_dict()
+
+
+SECRET_SETTINGS = tuple(
+    name for name, spec in SETTINGS["properties"].items() if spec.get("secret")
+)
+"""Settings whose values are never shown, not even by config validation."""
+DNS_LABEL = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+"""What `subdomain` must be: one DNS label (it becomes https://{subdomain}.aha.io)."""
 
 
 @dataclass
@@ -241,6 +254,24 @@ class TargetAha(Target):
         """The API root from base_url or subdomain."""
         return self.config.get("base_url") or f"https://{self.config['subdomain']}.aha.io/api/v1"
 
+    def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
+        """The SDK's validation, after the secrets are known to the redactor.
+
+        A secret setting of the wrong type is reported here, by name only: the SDK's message
+        would quote the value.
+        """
+        for name in SECRET_SETTINGS:
+            value = self._config.get(name)
+            REDACTOR.add(value)
+            if value is not None and not isinstance(value, str):
+                raise ConfigError(
+                    f"{name} must be a string (the value given is a "
+                    f"{type(value).__name__}; it is not shown because it is a secret). "
+                    "Quote it in the configuration."
+                )
+        REDACTOR.add_url(self._config.get("ledger_path"))
+        return super()._validate_config(raise_errors=raise_errors)
+
     def _check_settings(self) -> None:
         """What JSON Schema cannot say: required combinations, the URL, every stream entry."""
         config = self.config
@@ -254,7 +285,27 @@ class TargetAha(Target):
                 "Set api_key (an Aha! API key or OAuth2 token; in Meltano, "
                 "TARGET_AHA_API_KEY) or set dry_run: true to only print the requests."
             )
-        check_http_url(self.base_url, "base_url")
+        api_key = config.get("api_key") or ""
+        if any(not (" " <= c <= "~") for c in api_key):
+            raise ConfigError(
+                "api_key contains a line break or another control character, or a non-ASCII "
+                "character (the key is not shown); copy the key again without the line "
+                "break (a file read into TARGET_AHA_API_KEY often ends with one)."
+            )
+        check_header("User-Agent", config["user_agent"], "user_agent")
+        subdomain = config.get("subdomain")
+        if not config.get("base_url") and not DNS_LABEL.fullmatch(subdomain or ""):
+            raise ConfigError(
+                f"subdomain {subdomain!r} is not an Aha! account name: it must be one DNS "
+                "label (letters, digits and hyphens, at most 63, no hyphen first or last), "
+                "mycompany for https://mycompany.aha.io; for another domain set base_url."
+            )
+        parse_http_url(self.base_url, "base_url")
+        if "?" in self.base_url:  # even an empty one: every path would end up in the query
+            raise ConfigError(
+                "base_url has a ?query; give the API root only, such as "
+                "https://mycompany.aha.io/api/v1."
+            )
         parse_webhook_url(config.get("response_webhook_url"), "response_webhook_url")
         streams = config.get("streams") or {}
         for stream, entry in streams.items():
@@ -352,13 +403,26 @@ class TargetAha(Target):
 
     @classmethod
     def invoke(cls, *args: t.Any, test: bool = False, **kwargs: t.Any) -> None:
-        """Run the CLI; errors written for users are printed without a traceback."""
+        """Run the CLI; errors written for users are printed without a traceback.
+
+        Every log line goes through the redactor (installed here, once the SDK's logging is
+        set up), and so does the traceback of an error nobody worded.
+        """
+        redact.install()
+        threading.excepthook = _log_thread_error
         try:
             if test:
                 cls._preflight(kwargs.get("config"))
             super().invoke(*args, **kwargs)
         except TargetAhaError as exc:
-            cls.logger.error("%s", exc)
+            cls.logger.error("%s", REDACTOR(str(exc)))
+            sys.stderr.flush()
+            sys.exit(1)
+        except (ConfigValidationError, click.ClickException, click.exceptions.Exit, click.Abort):
+            raise  # the SDK and click print these themselves (through the redacted log)
+        except Exception as exc:  # shown redacted, instead of the raw traceback
+            sys.stderr.flush()
+            sys.stderr.write(REDACTOR.traceback(exc))
             sys.stderr.flush()
             sys.exit(1)
 
@@ -371,7 +435,18 @@ class TargetAha(Target):
             parse_env_config=bool(config and config.parse_env),
         )
         try:
-            passed = preflight(target.run.sender.client, target.destinations(), print)
+            passed = preflight(
+                target.run.sender.client, target.destinations(), lambda line: print(REDACTOR(line))
+            )
         finally:
             target._end_run()
         sys.exit(0 if passed else 1)
+
+
+def _log_thread_error(args: threading.ExceptHookArgs) -> None:
+    """An error that escapes a thread is logged (redacted), not printed raw by Python."""
+    if args.exc_value is not None:
+        TargetAha.logger.error(
+            "Unexpected error in thread %s", args.thread.name if args.thread else "?",
+            exc_info=(args.exc_type, args.exc_value, args.exc_traceback),
+        )

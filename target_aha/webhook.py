@@ -5,7 +5,9 @@ Posting happens on a few background threads, so a slow or dead webhook never hol
 and `close` at the end of the run, so every answer is posted (or given up on) before the
 tap's bookmark moves or the process ends. A webhook that fails is retried a few times with a
 small backoff and then logged: it never fails the load. The webhook has its own sessions and
-never sees the Aha! API key: the envelope carries only the method, URL, status and answer.
+never sees the Aha! API key: the envelope carries only the method, URL (credentials masked),
+status and answer, and goes through the redactor before it is posted (a server that echoes
+what it received cannot make the webhook carry a secret onward).
 """
 
 from __future__ import annotations
@@ -17,11 +19,12 @@ import random
 import threading
 import time
 from typing import Any
-from urllib.parse import urlsplit
 
 import requests
+from urllib3.util import parse_url
 
 from target_aha.client import thread_session
+from target_aha.redact import REDACTOR, mask_url
 
 RETRIES = 3
 """Retries of one post on a connection error, a timeout, 408, 429 or 5xx."""
@@ -48,11 +51,14 @@ def envelope(
     status: int,
     response: Any,
 ) -> dict[str, Any]:
-    """The JSON a webhook receives (contract: spec §6). `key` is a list for a batch."""
+    """The JSON a webhook receives (contract: spec §6). `key` is a list for a batch.
+
+    The request's URL is shown as `mask_url` shows it: a secret in its query stays out.
+    """
     return {
         "stream": stream,
         "key": key,
-        "request": {"method": method, "url": url},
+        "request": {"method": method, "url": mask_url(url)},
         "status": status,
         "response": response,
     }
@@ -118,7 +124,7 @@ class Webhook:
     def _deliver(self, url: str, body: dict[str, Any]) -> None:
         with self._lock:
             attempts = 1 if self._failing_streak >= GIVE_UP_AFTER else 1 + RETRIES
-        problem = self._attempt(url, json.dumps(body), attempts)
+        problem = self._attempt(url, json.dumps(REDACTOR.data(body)), attempts)
         with self._lock:
             if problem is None:
                 self.delivered += 1
@@ -161,6 +167,7 @@ class Webhook:
 
 
 def _site(url: str) -> str:
-    """The webhook's scheme and host only: its path or query may hold a secret of its own."""
-    parts = urlsplit(url)
+    """The webhook's scheme and host only (as the client connects): its path or query may
+    hold a secret of its own."""
+    parts = parse_url(url)
     return f"{parts.scheme}://{parts.netloc}"
