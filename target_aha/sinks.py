@@ -31,7 +31,7 @@ from target_aha.errors import (
     SchemaMismatch,
 )
 from target_aha.ledger import Scope
-from target_aha.results import Outcome, object_in
+from target_aha.results import Outcome, created_object, object_in
 from target_aha.shaping import build_batch_request, build_request, param_values, record_body
 from target_aha.upsert import Delivered, Keyed, Upsert
 from target_aha.webhook import envelope
@@ -154,6 +154,9 @@ class AhaSink(BatchSink):
                 done = self.upsert.deliver(Keyed(request, values, self._scope(request, key), where))
             else:
                 answer = self.run.sender.send(request, where)
+                if answer is not None and self.template.operation == "create":
+                    created_object(answer, request, self.template.wrapper, where=where,
+                                   keyed=False)
                 done = Delivered(self.template.operation, answer=answer)
                 if request.method == "DELETE" and answer is not None and self.run.ledger:
                     # The deleted object (the path's last segment, an id or reference number)

@@ -213,7 +213,8 @@ def pending(sb: Sandbox, ledger_path: str, key: str, name: str) -> float:
     ledger = SQLiteLedger(ledger_path)
     body = {"feature": {"id": key, "name": name}}
     scope = Scope("s", sb.base_url + "/releases/PRJ1-R-1/features", key)
-    since = ledger.mark_pending(scope, body_hash(body))
+    since = ledger.mark_pending(scope, body_hash(body)).pending_since
+    assert since is not None
     ledger.close()
     return since
 
