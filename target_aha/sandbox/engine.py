@@ -83,6 +83,9 @@ class Engine:
         rate_per_second, rate_per_minute: Aha!'s sliding-window limits; None switches one off.
         send_retry_after: add Retry-After to 429 answers.
         forbidden_products: product ids or prefixes answered 403, with all they contain.
+        relax_goal_validation: accept a goal created with only a name. Off by default: Aha!'s
+            reference marks success_metric_name, success_metric_description and
+            workflow_status as required, and a double more lenient than Aha! hides bugs.
 
         error_rate + drop_rate + commit_timeout_rate + commit_error_rate may not exceed 1
         (one draw decides).
@@ -175,9 +178,11 @@ class Engine:
         body_error: str | None,
     ) -> Response:
         """Run an authenticated, admitted request against the store."""
-        forbidden = frozenset(product.upper() for product in self._config.forbidden_products)
+        config = self._config
+        forbidden = frozenset(product.upper() for product in config.forbidden_products)
         return self._api.handle(
-            Call(method, tuple(segments), query, body, body_error, forbidden)
+            Call(method, tuple(segments), query, body, body_error, forbidden,
+                 relax_goal_validation=config.relax_goal_validation)
         )
 
     def _authorized(self, authorization: str | None) -> bool:
