@@ -202,3 +202,40 @@ def test_recovery_adopts_the_new_team_not_the_old_one(sandbox: Sandbox, run_targ
     assert {r["method"] for r in sandbox.requests()} == {"GET"}  # nothing created again
     assert len(sandbox.objects("team")) == 2
     assert run.states == [{"n": 1}]
+
+
+OLD_SCHEMA = """CREATE TABLE target_aha_ledger (
+    stream TEXT NOT NULL, target TEXT NOT NULL, key TEXT NOT NULL, aha_id TEXT,
+    reference_num TEXT, url TEXT, body_hash TEXT NOT NULL, pending_since DOUBLE PRECISION,
+    updated_at DOUBLE PRECISION NOT NULL, PRIMARY KEY (stream, target, key))"""
+
+
+def test_old_ledgers_gain_the_pending_listing_column(tmp_path, postgres_url) -> None:
+    import sqlite3  # noqa: PLC0415
+
+    import sqlalchemy as sa  # noqa: PLC0415
+
+    from target_aha.ledger import PostgresLedger, body_hash  # noqa: PLC0415
+
+    path = str(tmp_path / "old.sqlite")
+    with sqlite3.connect(path) as db:
+        db.execute(OLD_SCHEMA)
+        db.execute("INSERT INTO target_aha_ledger VALUES ('s', 't', 'old', NULL, NULL, NULL, "
+                   "'h', 1.0, 1.0)")
+    engine = sa.create_engine("postgresql+psycopg://" + postgres_url.split("://", 1)[1])
+    with engine.begin() as conn:
+        conn.execute(sa.text("DROP TABLE IF EXISTS target_aha_ledger"))
+        conn.execute(sa.text(OLD_SCHEMA))
+    engine.dispose()
+    for ledger in (SQLiteLedger(path), PostgresLedger(postgres_url, 1)):
+        old = ledger.get(Scope("s", "t", "old"))
+        if old is not None:  # the SQLite file's row, from before the column existed
+            assert old.pending and old.pending_before is None
+        scope = Scope("s", "t", "new")
+        first = ledger.mark_pending(scope, body_hash({}), ["1", "2"])
+        again = ledger.mark_pending(scope, body_hash({}), ["1", "2", "3"])
+        assert first.pending_before == again.pending_before == frozenset({"1", "2"})
+        ledger.store(scope, {"id": "3"}, body_hash({}))
+        stored = ledger.get(scope)
+        assert stored is not None and stored.pending_before is None and stored.aha_id == "3"
+        ledger.close()
