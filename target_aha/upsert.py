@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
@@ -135,10 +136,14 @@ class Upsert:
         before = None
         if not self.template.list_dated:
             # Nothing in the listing will say when an object was made: note which look-alikes
-            # exist now, so that recovery adopts only one that was not there before.
+            # exist now, so that recovery adopts only one that was not there before. Where the
+            # list takes updated_since, recovery reads only objects touched since the mark
+            # (less the slack), so only those can be mistaken for ours: list just them, which
+            # keeps this one page however large the table grows.
             entry = self.ledger.get(job.scope)
             if entry is None or entry.pending_before is None:
-                before = [str(o.get("id")) for o in self._same_named(job, since=None)]
+                recent = time.time() - CLOCK_SLACK_SECONDS
+                before = [str(o.get("id")) for o in self._same_named(job, since=recent)]
         mark = self.ledger.mark_pending(job.scope, job.digest, before)
         assert mark.pending_since is not None
         try:
