@@ -27,6 +27,10 @@ class Template:
     carry their fields under `custom_fields`). `update_path` is where an upsert sends a
     changed record (`{id}` is the Aha! id, other placeholders come from the create's
     parameters); `list_path` is the container listing used to find an object again.
+    What that listing offers, as Aha!'s reference documents it: `list_search` (it takes
+    `q=`, a name search), `list_since` (it takes `updated_since=`), `list_dated` (its items
+    carry `created_at`; teams and custom table records do not, so crash recovery notes which
+    same-named objects existed before a create instead).
     """
 
     name: str
@@ -36,6 +40,9 @@ class Template:
     nest: str | None = None
     update_path: str | None = None
     list_path: str | None = None
+    list_search: bool = False
+    list_since: bool = False
+    list_dated: bool = True
     params: tuple[str, ...] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -55,14 +62,17 @@ TEMPLATES: dict[str, Template] = {
         Template(
             "create_feature", "POST", "/releases/{release_id}/features", "feature",
             update_path="/features/{id}", list_path="/releases/{release_id}/features",
+            list_search=True, list_since=True,
         ),
         Template(
             "create_epic", "POST", "/releases/{release_id}/epics", "epic",
             update_path="/epics/{id}", list_path="/releases/{release_id}/epics",
+            list_search=True, list_since=True,
         ),
         Template(
             "create_epic_in_default_release", "POST", "/products/{product_id}/epics", "epic",
             update_path="/epics/{id}", list_path="/products/{product_id}/epics",
+            list_search=True, list_since=True,
         ),
         Template("update_epic", "PUT", "/epics/{epic_id}", "epic"),
         Template("delete_epic", "DELETE", "/epics/{epic_id}", None),
@@ -76,6 +86,7 @@ TEMPLATES: dict[str, Template] = {
             "create_initiative", "POST", "/products/{product_id}/initiatives", "initiative",
             update_path="/products/{product_id}/initiatives/{id}",
             list_path="/products/{product_id}/initiatives",
+            list_search=True, list_since=True,
         ),
         Template(
             "update_initiative", "PUT",
@@ -87,10 +98,11 @@ TEMPLATES: dict[str, Template] = {
             "custom_object_record", nest="custom_fields",
             update_path="/custom_object_records/{id}",
             list_path="/products/{product_id}/custom_objects/{custom_table_key}/records",
+            list_since=True, list_dated=False,
         ),
         Template(
             "create_team", "POST", "/teams", "team",
-            update_path="/teams/{id}", list_path="/teams",
+            update_path="/teams/{id}", list_path="/teams", list_dated=False,
         ),
     )
 }

@@ -3,7 +3,9 @@
 Singer delivers at least once and Aha! has no idempotency key, so without this every re-run
 would duplicate a customer's roadmap. One row per (stream, target, key): the Aha! id, the
 reference number, the object's page, a hash of the last body sent, and `pending_since` while a
-create's outcome is unknown (the row is written *before* the create is sent).
+create's outcome is unknown (the row is written *before* the create is sent), with
+`pending_before`: the ids of same-named objects that already existed then, for containers
+whose listings carry no creation time (teams, custom table records).
 
 Two stores share the same SQL: a SQLite file (the default; WAL mode, every statement its own
 transaction, so the file is consistent whatever instruction the process dies at) and
@@ -27,7 +29,7 @@ import re
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -49,14 +51,19 @@ CREATE TABLE IF NOT EXISTS {TABLE} (
     body_hash TEXT NOT NULL,
     pending_since DOUBLE PRECISION,
     updated_at DOUBLE PRECISION NOT NULL,
+    pending_before TEXT,
     PRIMARY KEY (stream, target, key)
 )"""
+ADD_PENDING_BEFORE = f"ALTER TABLE {TABLE} ADD COLUMN pending_before TEXT"
+"""The migration of a ledger written before `pending_before` existed (a nullable column, so
+old rows read as "no listing was taken"). SQLite checks the column first; PostgreSQL says:"""
+ADD_PENDING_BEFORE_IF_MISSING = ADD_PENDING_BEFORE.replace("ADD COLUMN", "ADD COLUMN IF NOT EXISTS")
 INDEXES = (
     f"CREATE INDEX IF NOT EXISTS {TABLE}_aha_id ON {TABLE} (aha_id)",
     f"CREATE INDEX IF NOT EXISTS {TABLE}_reference_num ON {TABLE} (reference_num)",
 )
 SELECT = (
-    f"SELECT aha_id, reference_num, url, body_hash, pending_since FROM {TABLE} "
+    f"SELECT aha_id, reference_num, url, body_hash, pending_since, pending_before FROM {TABLE} "
     "WHERE stream = :stream AND target = :target AND key = :key"
 )
 UPSERT = f"""
@@ -67,13 +74,14 @@ VALUES (:stream, :target, :key, :aha_id, :reference_num, :url, :body_hash,
 ON CONFLICT (stream, target, key) DO UPDATE SET
     aha_id = excluded.aha_id, reference_num = excluded.reference_num, url = excluded.url,
     body_hash = excluded.body_hash, pending_since = excluded.pending_since,
-    updated_at = excluded.updated_at"""
+    pending_before = NULL, updated_at = excluded.updated_at"""
 MARK_PENDING = f"""
-INSERT INTO {TABLE} (stream, target, key, body_hash, pending_since, updated_at)
-VALUES (:stream, :target, :key, :body_hash, :now, :now)
+INSERT INTO {TABLE} (stream, target, key, body_hash, pending_since, pending_before, updated_at)
+VALUES (:stream, :target, :key, :body_hash, :now, :before, :now)
 ON CONFLICT (stream, target, key) DO UPDATE SET
     body_hash = excluded.body_hash,
     pending_since = COALESCE({TABLE}.pending_since, excluded.pending_since),
+    pending_before = COALESCE({TABLE}.pending_before, excluded.pending_before),
     aha_id = NULL, reference_num = NULL, url = NULL, updated_at = excluded.updated_at"""
 DELETE = f"DELETE FROM {TABLE} WHERE stream = :stream AND target = :target AND key = :key"
 MIGRATE = (
@@ -147,6 +155,9 @@ class Entry:
     url: str | None
     body_hash: str
     pending_since: float | None
+    pending_before: frozenset[str] | None = None
+    """Ids of same-named objects that existed when the create was first marked pending
+    (None: no listing was taken)."""
 
     @property
     def pending(self) -> bool:
@@ -176,14 +187,27 @@ class Ledger:
             else:
                 self._run(MIGRATE, {**scope.params(), "legacy": scope.legacy})
                 rows = self._run(SELECT, scope.params(), fetch=True)
-        return Entry(*rows[0]) if rows else None
+        if not rows:
+            return None
+        aha_id, reference_num, url, digest, since, before = rows[0]
+        return Entry(aha_id, reference_num, url, digest, since,
+                     frozenset(json.loads(before)) if before is not None else None)
 
-    def mark_pending(self, scope: Scope, digest: str) -> float:
-        """Note that a create is about to be sent; returns the mark's time (the earliest one)."""
-        self._run(MARK_PENDING, {**scope.params(), "body_hash": digest, "now": time.time()})
+    def mark_pending(
+        self, scope: Scope, digest: str, before: Iterable[str] | None = None
+    ) -> Entry:
+        """Note that a create is about to be sent, with the same-named objects that exist now.
+
+        Returns the pending entry: its mark's time and listing are the earliest ones, so a
+        retried create still tells the objects that were there before the first attempt.
+        """
+        self._run(MARK_PENDING, {
+            **scope.params(), "body_hash": digest, "now": time.time(),
+            "before": None if before is None else json.dumps(sorted(before)),
+        })
         entry = self.get(scope)
         assert entry is not None and entry.pending_since is not None
-        return entry.pending_since
+        return entry
 
     def store(self, scope: Scope, obj: Mapping[str, Any], digest: str) -> None:
         """Record the object a key became and the hash of the body it now has."""
@@ -269,6 +293,9 @@ class SQLiteLedger(Ledger):
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute(SCHEMA)
+            columns = {row[1] for row in self._db.execute(f"PRAGMA table_info({TABLE})")}
+            if "pending_before" not in columns:
+                self._db.execute(ADD_PENDING_BEFORE)
             for index in INDEXES:
                 self._db.execute(index)
         except BaseException:
@@ -334,6 +361,7 @@ class PostgresLedger(Ledger):
             # Two runners starting at once must not race on CREATE TABLE IF NOT EXISTS.
             conn.execute(sa.text("SELECT pg_advisory_xact_lock(7245190331)"))
             conn.execute(sa.text(SCHEMA))
+            conn.execute(sa.text(ADD_PENDING_BEFORE_IF_MISSING))
             for index in INDEXES:
                 conn.execute(sa.text(index))
 

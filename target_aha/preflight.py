@@ -22,6 +22,7 @@ from target_aha.custom import Custom
 from target_aha.destination import Destination
 from target_aha.endpoints import path_params
 from target_aha.errors import RecordError
+from target_aha.results import named_object
 from target_aha.shaping import fill_path
 
 
@@ -34,6 +35,22 @@ class Read:
     path: str
     example: str
     query: tuple[tuple[str, str], ...] = ()
+    listing: str | None = None
+    """For a read that lists (a custom table's records): the key of the list it answers.
+    Any other read answers its object under `kind` (`{"product": {"id": ...}}`)."""
+
+    @property
+    def answer(self) -> str:
+        """What a 2xx must carry to prove the object exists, for messages."""
+        return f'a "{self.listing}" list' if self.listing else f"a {self.kind} with its id"
+
+    def proves(self, data: Any) -> bool:
+        """Whether a 2xx body is Aha!'s answer to this read, not a proxy's page or garbage."""
+        if self.listing is not None:
+            return isinstance(data, dict) and isinstance(data.get(self.listing), list)
+        return isinstance(data, dict) and isinstance(data.get(self.kind), dict) and (
+            named_object(data, self.kind) is not None
+        )
 
 
 READS = (
@@ -43,7 +60,7 @@ READS = (
         "custom_table_key", "custom table",
         "/products/{product_id}/custom_objects/{custom_table_key}/records",
         "the table's API key as shown in Aha! (custom tables need an Enterprise+ plan)",
-        (("per_page", "1"),),
+        (("per_page", "1"),), listing="custom_object_records",
     ),
     Read("epic_id", "epic", "/epics/{epic_id}", "its reference such as PRJ1-E-1"),
 )
@@ -99,10 +116,12 @@ class _Checker:
         answer = self._get("/me", ())
         if isinstance(answer, str):
             return Check(False, subject, answer)
-        if answer.status == 200:
-            user = (answer.data or {}).get("user") or {}
+        if classify(answer.status) is Verdict.OK:
+            user = named_object(answer.data, "user")
+            if user is None or not isinstance(answer.data.get("user"), dict):
+                return Check(False, subject, _not_aha("GET /me", answer, "a user"))
             who = user.get("email") or user.get("name") or "unknown user"
-            return Check(True, subject, f"GET /me answered 200 (user {who})")
+            return Check(True, subject, f"GET /me answered {answer.status} (user {who})")
         return Check(
             False, subject,
             f"GET /me answered {answer.status}: {answer.excerpt()}. Check api_key "
@@ -180,6 +199,8 @@ class _Checker:
             return Check(False, where, answer)
         named = f"{read.kind} {values[read.param]!r}"
         if classify(answer.status) is Verdict.OK:
+            if not read.proves(answer.data):
+                return Check(False, where, f"{named}: {_not_aha(request, answer, read.answer)}")
             return Check(True, where, f"{named} exists ({request} answered {answer.status})")
         if answer.status == 404:
             fix = f"set {setting} to an existing {read.kind}: {read.example}"
@@ -219,3 +240,13 @@ class _Checker:
             f"{ATTEMPTS} tries ({problem}). Check subdomain/base_url and that Aha! is "
             "reachable from here, then run the test again."
         )
+
+
+def _not_aha(request: str, answer: Answer, expected: str) -> str:
+    """Why a 2xx that is not Aha!'s answer fails a check (an HTML page, `{"user": "bob"}`)."""
+    shown = answer.excerpt() or "an empty body"
+    return (
+        f"{request} answered {answer.status} but not with {expected} as Aha! answers it "
+        f"(the answer began: {shown[:200]}). Check that base_url is Aha!'s API "
+        "(https://<subdomain>.aha.io/api/v1), not a proxy, a login page or another service."
+    )

@@ -30,7 +30,7 @@ from target_aha.errors import (
     SchemaMismatch,
 )
 from target_aha.ledger import LedgerError, Scope, ledger_key, legacy_key
-from target_aha.results import Outcome, object_in
+from target_aha.results import Outcome, created_object, object_in
 from target_aha.shaping import build_batch_request, build_request, param_values, record_body
 from target_aha.upsert import Delivered, Keyed, Unrecorded, Upsert, ledger_stop
 from target_aha.webhook import envelope
@@ -170,6 +170,9 @@ class AhaSink(BatchSink):
                 )
             else:
                 answer = self.run.sender.send(request, where)
+                if answer is not None and self.template.operation == "create":
+                    created_object(answer, request, self.template.wrapper, where=where,
+                                   keyed=False)
                 done = Delivered(self.template.operation, answer=answer)
                 if request.method == "DELETE" and answer is not None:
                     self._forget_deleted(request, done, where)

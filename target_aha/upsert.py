@@ -5,10 +5,13 @@ For a `create_*` template and a keyed record:
 - key known, same body hash: send nothing (`unchanged`);
 - key known, body changed: PUT to the template's update path; a 404 there (the object was
   deleted in Aha!) creates it again;
-- key pending (an earlier create's outcome is unknown: the process died, or the request timed
-  out after it was sent): look in the container for an object with the same name (custom
-  table records: the same fields) created since the mark, and adopt a single match instead of
-  creating a second object. Several matches: reject the record and list them.
+- key pending (an earlier create's outcome is unknown: the process died, the request timed
+  out after it was sent, or Aha!'s 2xx named no object): look in the container for an object
+  with the same name (custom table records: the same fields) that is new since the mark, and
+  adopt a single match instead of creating a second object. Several matches: reject the
+  record and list them. "New" is read from Aha!'s `created_at` where listings carry one;
+  teams and custom table records carry none, so their creates note the look-alikes that
+  already exist when they are marked pending, and only an object not among them is adopted.
 
 A ledger that fails mid-run (a full disk, a lost database) stops the run with a message that
 says what Aha! already did for the record and what the next run will do about it.
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
@@ -26,13 +30,15 @@ from target_aha.client import Answer, Request
 from target_aha.endpoints import Template
 from target_aha.errors import RecordError, RecordRejected, TargetAhaError
 from target_aha.ledger import Entry, Ledger, LedgerError, Scope, body_hash
-from target_aha.results import object_in
+from target_aha.results import created_object, object_in
 from target_aha.shaping import fill_path
 
 CLOCK_SLACK_SECONDS = 10.0
 """An object counts as created after a pending mark if Aha! dated it at most this much before
 the mark (our clock and Aha!'s differ a little)."""
 MAX_LIST_PAGES = 20
+"""Bound on the pages of one container listing read while looking for a pending create."""
+PER_PAGE = 200
 
 
 class Sending(Protocol):
@@ -176,22 +182,36 @@ class Upsert:
     def _create(self, job: Keyed) -> Delivered:
         if self.dry_run:
             return Delivered("create", answer=self.sender.send(job.request, job.where))
-        since = self.ledger.mark_pending(job.scope, job.digest)
+        before = None
+        if not self.template.list_dated:
+            # Nothing in the listing will say when an object was made: note which look-alikes
+            # exist now, so that recovery adopts only one that was not there before. Where the
+            # list takes updated_since, recovery reads only objects touched since the mark
+            # (less the slack), so only those can be mistaken for ours: list just them, which
+            # keeps this one page however large the table grows.
+            entry = self.ledger.get(job.scope)
+            if entry is None or entry.pending_before is None:
+                recent = time.time() - CLOCK_SLACK_SECONDS
+                before = [str(o.get("id")) for o in self._same_named(job, since=recent)]
+        mark = self.ledger.mark_pending(job.scope, job.digest, before)
+        assert mark.pending_since is not None
         try:
             answer = self.sender.send(
-                job.request, job.where, recover=lambda: self._adoptable(job, since)
+                job.request, job.where,
+                recover=lambda: self._adoptable(job, mark.pending_since or 0.0,
+                                                mark.pending_before),
             )
         except RecordRejected:
             self.ledger.forget(job.scope)  # Aha! refused it: certainly nothing was created
             raise
         assert answer is not None
+        # An answer that names no object leaves the key pending (RecordError): unknown outcome.
+        obj = created_object(
+            answer, job.request, self.template.wrapper, where=job.where, keyed=True
+        )
         done = Delivered("create", answer=answer)
-        obj = object_in(answer.data, self.template.wrapper)
         try:
-            if obj.get("id") is None:
-                self.ledger.forget(job.scope)
-            else:
-                self.ledger.store(job.scope, obj, job.digest)
+            self.ledger.store(job.scope, obj, job.digest)
         except LedgerError as exc:
             raise Unrecorded(done, ledger_stop(
                 job.where, exc, f"Aha! created {_named(obj)}, but",
@@ -203,7 +223,7 @@ class Upsert:
     def _adopt(self, entry: Entry, job: Keyed) -> Answer | None:
         """Settle a key an earlier attempt left pending: store the object it made, if any."""
         assert entry.pending_since is not None
-        adopted = self._adoptable(job, entry.pending_since)
+        adopted = self._adoptable(job, entry.pending_since, entry.pending_before)
         if adopted is not None:
             obj = object_in(adopted.data, self.template.wrapper)
             try:
@@ -216,9 +236,11 @@ class Upsert:
                 )) from exc
         return adopted
 
-    def _adoptable(self, job: Keyed, since: float) -> Answer | None:
+    def _adoptable(
+        self, job: Keyed, since: float, before: frozenset[str] | None
+    ) -> Answer | None:
         """The single object an unknown-outcome create made, as if Aha! had answered with it."""
-        matches = self.find_created(job, since)
+        matches = self.find_created(job, since, before)
         if not matches:
             return None
         if len(matches) > 1:
@@ -232,19 +254,41 @@ class Upsert:
             )
         return Answer(200, {}, json.dumps({self.template.wrapper: matches[0]}))
 
-    def find_created(self, job: Keyed, since: float) -> list[dict[str, Any]]:
-        """Objects in the record's container that look like its create, made since `since`."""
+    def find_created(
+        self, job: Keyed, since: float, before: frozenset[str] | None
+    ) -> list[dict[str, Any]]:
+        """Objects in the record's container that look like its create, made since `since`.
+
+        New means: not among `before` (the look-alikes listed when the create was marked
+        pending), or, with no such listing, dated by Aha! after the mark. An object that is
+        neither is never adopted: adopting someone else's object would point the key at it
+        and later updates would overwrite it, which is worse than a second object.
+        """
+        after = since - CLOCK_SLACK_SECONDS
+        matches = []
+        for obj in self._same_named(job, since=after):
+            if before is not None:
+                if str(obj.get("id")) not in before:
+                    matches.append(obj)
+            elif (created := _created_at(obj)) is not None and created >= after:
+                matches.append(obj)
+        return matches
+
+    def _same_named(self, job: Keyed, since: float | None) -> list[dict[str, Any]]:
+        """Objects in the record's container with its name (records: its custom fields).
+
+        Lists are paged through (at most MAX_LIST_PAGES pages), narrowed by `q=` and
+        `updated_since=` only where Aha! documents them for that list.
+        """
         template = self.template
         assert template.list_path is not None and template.wrapper is not None
         fields = (job.request.body or {}).get(template.wrapper) or {}
-        after = since - CLOCK_SLACK_SECONDS
-        query = {
-            "per_page": "200",
-            "updated_since": dt.datetime.fromtimestamp(after, dt.timezone.utc).isoformat(),
-        }
-        if template.nest is None:
-            if not fields.get("name"):
-                return []
+        if template.nest is None and not fields.get("name"):
+            return []
+        query = {"per_page": str(PER_PAGE)}
+        if template.list_since and since is not None:
+            query["updated_since"] = dt.datetime.fromtimestamp(since, dt.timezone.utc).isoformat()
+        if template.list_search and template.nest is None:
             query["q"] = str(fields["name"])
         matches = []
         path = fill_path(template.list_path, job.values)
@@ -255,10 +299,10 @@ class Upsert:
             if not isinstance(data, dict):
                 break
             items = next((v for v in data.values() if isinstance(v, list)), [])
-            matches += [o for o in items if _same(o, fields, template.nest)
-                        and _created_at(o) >= after]
+            matches += [o for o in items if isinstance(o, dict) and o.get("id") is not None
+                        and _same(o, fields, template.nest)]
             pages = (data.get("pagination") or {}).get("total_pages") or 1
-            if page >= pages:
+            if not isinstance(pages, int) or page >= pages:
                 break
         return matches
 
@@ -272,12 +316,12 @@ def _same(obj: Mapping[str, Any], fields: Mapping[str, Any], nest: str | None) -
     return bool(want) and all(str(have.get(k)) == str(v) for k, v in want.items())
 
 
-def _created_at(obj: Mapping[str, Any]) -> float:
-    """Aha!'s creation time of a listed object (unknown = assume recent enough)."""
+def _created_at(obj: Mapping[str, Any]) -> float | None:
+    """Aha!'s creation time of a listed object; None when it gives none (teams) or garbage."""
     text = obj.get("created_at")
     if not isinstance(text, str):
-        return float("inf")
+        return None
     try:
         return dt.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
     except ValueError:
-        return float("inf")
+        return None

@@ -103,7 +103,7 @@ def test_meltano_run_loads_the_sample_data(
     assert set(by_name) == {row["title"] for row in intake}
     for row in intake:
         feature = by_name[row["title"]]
-        assert feature["description"] == expected_description(row)
+        assert feature["description"]["body"] == expected_description(row)  # a note object
         assert feature["release"]["reference_num"] == "PRJ1-R-1"
         assert feature["reference_num"].startswith("PRJ1-")
         for dropped in ("internal_notes", "title", "body", "_sdc_filename",

@@ -28,6 +28,9 @@ ROOT = Path(__file__).resolve().parent.parent
 # No proxies: a proxy from the environment must not stand between the tests and 127.0.0.1.
 OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 TIMESTAMP = re.compile(r"\A\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z\Z")
+GOAL = {"name": "G", "success_metric": {"name": "Revenue", "description": "ARR in EUR"},
+        "workflow_status": {"name": "In progress"}}
+"""A goal body Aha!'s reference accepts (its examples send success_metric as an object)."""
 
 
 @dataclass
@@ -154,7 +157,11 @@ def test_create_feature_answers_like_aha(sandbox: Sandbox) -> None:
     assert is_aha_id(feature["id"])
     assert feature["reference_num"] == "PRJ1-1"
     assert feature["name"] == "First"
-    assert feature["description"] == "<p>x</p>"
+    # Aha! answers a description as a note object and gives a new feature a workflow status.
+    assert feature["description"]["body"] == "<p>x</p>"
+    assert is_aha_id(feature["description"]["id"])
+    assert feature["workflow_status"]["name"] == "New"
+    assert is_aha_id(feature["workflow_status"]["id"])
     assert feature["tags"] == "a, b"
     assert feature["release"]["reference_num"] == "PRJ1-R-1"
     assert is_aha_id(feature["release"]["id"])
@@ -191,9 +198,12 @@ def test_every_create_endpoint(sandbox: Sandbox) -> None:
     other = call(sandbox, "POST", "/products/PRJ2/epics", {"epic": {"name": "O"}}).body["epic"]
     assert (other["reference_num"], other["release"]["reference_num"]) == ("PRJ2-E-1", "PRJ2-R-1")
 
-    goal = call(sandbox, "POST", "/products/PRJ1/goals", {"goal": {"name": "G"}}).body["goal"]
+    goal = call(sandbox, "POST", "/products/PRJ1/goals", {"goal": GOAL}).body["goal"]
     assert (goal["reference_num"], goal["product_id"]) == ("PRJ1-G-1", prj1)
-    assert goal["url"] == f"{sandbox.url}/goals/PRJ1-G-1"
+    # Goals are "strategic imperatives" in Aha!'s web app, products "projects".
+    assert goal["url"] == f"{sandbox.url}/strategic_imperatives/PRJ1-G-1"
+    product = call(sandbox, "GET", "/products/PRJ1").body["product"]
+    assert product["url"] == f"{sandbox.url}/projects/PRJ1"
     initiative = call(
         sandbox, "POST", "/products/PRJ1/initiatives", {"initiative": {"name": "I"}}
     ).body["initiative"]
@@ -203,9 +213,9 @@ def test_every_create_endpoint(sandbox: Sandbox) -> None:
 
     team = call(sandbox, "POST", "/teams", {"team": {"name": "T", "capacity": 5}}).body["team"]
     assert is_aha_id(team["id"])
-    assert "reference_num" not in team
     assert team["capacity"] == 5
-    assert team["url"] == f"{sandbox.url}/teams/{team['id']}"
+    # A team has no reference number, page or timestamps in Aha!'s answers.
+    assert not {"reference_num", "url", "resource", "created_at", "updated_at"} & set(team)
     assert call(sandbox, "GET", f"/teams/{team['id']}").body == {"team": team}
 
     all_ids = [
@@ -215,6 +225,26 @@ def test_every_create_endpoint(sandbox: Sandbox) -> None:
     ]
     assert len(set(all_ids)) == len(all_ids)
     assert all(is_aha_id(i) for i in all_ids)
+
+
+def test_goal_create_needs_what_aha_marks_required(sandbox: Sandbox) -> None:
+    path = "/products/PRJ1/goals"
+    bare = call(sandbox, "POST", path, {"goal": {"name": "Grow"}})
+    assert bare.status == 422
+    message = bare.body["errors"]["message"]
+    for field in ("Success metric name", "Success metric description", "Workflow status"):
+        assert f"{field} can't be blank" in message
+    flat = {"name": "Grow", "success_metric_name": "ARR", "success_metric_description": "EUR",
+            "workflow_status": "Active"}
+    goal = call(sandbox, "POST", path, {"goal": flat}).body["goal"]
+    assert goal["workflow_status"]["name"] == "Active"
+    assert call(sandbox, "POST", path, {"goal": {**GOAL, "workflow_status": ""}}).status == 422
+    assert call(sandbox, "POST", path, {"goal": GOAL}).status == 200
+    assert len(sandbox.objects("goal")) == 2
+    sandbox.configure(relax_goal_validation=True)
+    assert call(sandbox, "POST", path, {"goal": {"name": "Grow"}}).status == 200
+    # An update needs none of them (omitted fields stay as they are).
+    assert call(sandbox, "PUT", f"{path}/PRJ1-G-1", {"goal": {"name": "x"}}).status == 200
 
 
 def test_updates_merge_and_keep_system_fields(sandbox: Sandbox) -> None:
@@ -227,7 +257,7 @@ def test_updates_merge_and_keep_system_fields(sandbox: Sandbox) -> None:
     assert reply.status == 200
     updated = reply.body["feature"]
     assert updated["name"] == "Keep"
-    assert updated["description"] == "new"
+    assert updated["description"] == {"id": feature["description"]["id"], "body": "new"}
     assert (updated["id"], updated["reference_num"]) == (feature["id"], "PRJ1-1")
     assert [(f["key"], f["value"]) for f in updated["custom_fields"]] == [("a", 1), ("b", "x")]
     assert updated["created_at"] == feature["created_at"]
@@ -236,11 +266,12 @@ def test_updates_merge_and_keep_system_fields(sandbox: Sandbox) -> None:
     epic = call(sandbox, "PUT", "/epics/PRJ1-E-1", {"epic": {"progress": 50}}).body["epic"]
     assert (epic["name"], epic["progress"]) == ("Seed epic", 50)
 
-    call(sandbox, "POST", "/products/PRJ1/goals", {"goal": {"name": "G", "color": "red"}})
+    call(sandbox, "POST", "/products/PRJ1/goals", {"goal": {**GOAL, "color": "red"}})
     scoped = call(sandbox, "PUT", "/products/PRJ1/goals/PRJ1-G-1", {"goal": {"name": "G2"}})
-    assert scoped.body["goal"]["name"] == "G2"
-    short = call(sandbox, "PUT", "/goals/PRJ1-G-1", {"goal": {"color": "blue"}})
-    assert (short.body["goal"]["name"], short.body["goal"]["color"]) == ("G2", "blue")
+    assert (scoped.body["goal"]["name"], scoped.body["goal"]["color"]) == ("G2", "red")
+    # Aha! documents updates of goals and initiatives only through their product.
+    assert call(sandbox, "PUT", "/goals/PRJ1-G-1", {"goal": {"color": "blue"}}).status == 404
+    assert call(sandbox, "GET", "/goals/PRJ1-G-1").body["goal"]["color"] == "red"
     # A goal addressed through another product's path does not exist there.
     assert call(sandbox, "PUT", "/products/PRJ2/goals/PRJ1-G-1", {"goal": {}}).status == 404
 
@@ -250,7 +281,7 @@ def test_updates_merge_and_keep_system_fields(sandbox: Sandbox) -> None:
     )
     assert scoped.body["initiative"]["status"] == "x"
     short = call(sandbox, "PUT", "/initiatives/PRJ1-S-1", {"initiative": {"name": "I2"}})
-    assert (short.body["initiative"]["name"], short.body["initiative"]["status"]) == ("I2", "x")
+    assert short.status == 404
 
     team = call(sandbox, "POST", "/teams", {"team": {"name": "T"}}).body["team"]
     renamed = call(sandbox, "PUT", f"/teams/{team['id']}", {"team": {"name": "T2"}})
@@ -401,7 +432,7 @@ def test_forbidden_product_is_403(sandbox: Sandbox) -> None:
     ]:
         reply = call(sandbox, method, path, body)
         assert (reply.status, reply.body) == (403, forbidden), path
-    assert call(sandbox, "POST", "/products/PRJ1/goals", {"goal": {"name": "ok"}}).status == 200
+    assert call(sandbox, "POST", "/products/PRJ1/goals", {"goal": GOAL}).status == 200
 
     prj1 = call(sandbox, "GET", "/products/PRJ1").body["product"]["id"]
     sandbox.configure(forbidden_products=[prj1])
@@ -455,9 +486,13 @@ def test_custom_table_records(sandbox: Sandbox) -> None:
     assert call(sandbox, "GET", f"/custom_object_records/{record['id']}").body == {
         "custom_object_record": updated
     }
+    assert "url" not in record and "url" not in updated
+    # Aha! documents no name search (q) for record lists: it answers every record.
     found = call(sandbox, "GET", path + "?q=SILV").body
-    assert [r["id"] for r in found["custom_object_records"]] == [record["id"]]
-    assert found["pagination"]["total_records"] == 1
+    assert [r["id"] for r in found["custom_object_records"]] == [
+        record["id"], listed.body["custom_object_record"]["id"]
+    ]
+    assert found["custom_object_records"][0]["custom_fields"] == updated["custom_fields"]
 
 
 # -- lists -----------------------------------------------------------------------------------
@@ -484,16 +519,26 @@ def test_lists_filter_and_paginate(sandbox: Sandbox) -> None:
     epics = call(sandbox, "GET", "/products/PRJ1/epics?q=seed").body["epics"]
     assert [e["reference_num"] for e in epics] == ["PRJ1-E-1"]
     assert call(sandbox, "GET", "/releases/PRJ1-R-1/epics").body["pagination"]["total_records"] == 1
-    call(sandbox, "POST", "/products/PRJ1/goals", {"goal": {"name": "Grow"}})
+    call(sandbox, "POST", "/products/PRJ1/goals", {"goal": {**GOAL, "name": "Grow"}})
     call(sandbox, "POST", "/products/PRJ1/initiatives", {"initiative": {"name": "Push"}})
     call(sandbox, "POST", "/teams", {"team": {"name": "Core"}})
+    call(sandbox, "POST", "/teams", {"team": {"name": "Platform"}})
     assert [g["name"] for g in call(sandbox, "GET", "/products/PRJ1/goals").body["goals"]] == [
         "Grow"
     ]
     initiatives = call(sandbox, "GET", "/products/PRJ1/initiatives").body["initiatives"]
     assert [i["name"] for i in initiatives] == ["Push"]
-    assert [t["name"] for t in call(sandbox, "GET", "/teams?q=co").body["teams"]] == ["Core"]
+    # Aha! documents neither q nor updated_since for teams and goals: they answer everything.
+    for query in ("?q=co", "?updated_since=2999-01-01"):
+        teams = call(sandbox, "GET", "/teams" + query).body["teams"]
+        assert [t["name"] for t in teams] == ["Core", "Platform"]
+        goals = call(sandbox, "GET", "/products/PRJ1/goals" + query).body["goals"]
+        assert [g["name"] for g in goals] == ["Grow"]
     assert call(sandbox, "GET", "/products/PRJ2/goals").body["goals"] == []
+    # List items are short: id, reference_num, name, created_at, url, resource.
+    item = call(sandbox, "GET", "/releases/PRJ1-R-1/epics").body["epics"][0]
+    assert set(item) == {"id", "reference_num", "name", "created_at", "url", "resource"}
+    assert set(teams[0]) == {"id", "name"}
 
 
 def test_per_page_is_capped_at_200(sandbox: Sandbox) -> None:
@@ -536,7 +581,7 @@ def test_form_encoded_bodies_are_decoded_rails_style(sandbox: Sandbox) -> None:
     )
     assert reply.status == 200
     feature = reply.body["feature"]
-    assert (feature["name"], feature["tags"], feature["description"]) == (
+    assert (feature["name"], feature["tags"], feature["description"]["body"]) == (
         "Form feature", ["a", "b"], "<p>hi</p>",
     )
     assert feature["custom_fields"][0]["value"] == "P1"

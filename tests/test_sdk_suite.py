@@ -85,9 +85,15 @@ SUITE_STREAMS: dict[str, Dest] = {
     ),
     "ForecastingTypeToCategory": feature(*named("forecast", "Id")),
     # With the ledger off, each of its 5 records (ids 1, 2, 1, 2, 1) is a create of its own.
+    # A goal also needs what Aha! marks required: a success metric and a workflow status
+    # (answered as an object, so only the metric is compared).
     "test_duplicate_records": Dest(
         {"endpoint": "create_goal", "product_id": "PRJ1"}, "goal",
-        "/api/v1/products/PRJ1/goals", *named("metric"),
+        "/api/v1/products/PRJ1/goals",
+        {"name": "'metric ' + str(id)", "success_metric_name": "'count'",
+         "success_metric_description": "'how many'", "workflow_status": "'In progress'"},
+        lambda rec: {**rec, "name": f"metric {rec['id']}", "success_metric_name": "count",
+                     "success_metric_description": "how many"},
     ),
     "test_strings": feature(*named("string")),
     "test_strings_in_objects": Dest(

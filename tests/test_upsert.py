@@ -28,6 +28,10 @@ CREATES = [
 ]
 
 
+GOAL_FIELDS = {"success_metric": {"name": "ARR", "description": "+20%"},
+               "workflow_status": "In progress"}
+
+
 def writes(sb: Sandbox) -> list[dict[str, Any]]:
     return [r for r in sb.requests() if r["method"] != "GET"]
 
@@ -53,14 +57,16 @@ def test_upsert_every_create_template(
     sandbox: Sandbox, run_target, tmp_path, endpoint, params, kind, update_prefix
 ) -> None:
     cfg = config(tmp_path, endpoint, **params)
-    first = run_target(cfg, keyed(3), sandbox=sandbox)
+    # A goal needs what Aha! marks required beyond its name.
+    extra = GOAL_FIELDS if endpoint == "create_goal" else {}
+    first = run_target(cfg, keyed(3, **extra), sandbox=sandbox)
     assert first.returncode == 0, first.stderr
     assert [r["operation"] for r in first.results] == ["create"] * 3
     assert len(sandbox.objects(kind)) == 3 + (kind == "epic")  # the seed epic
     ids = {r["key"]: r["aha_id"] for r in first.results}
 
     sandbox.clear_requests()
-    second = run_target(cfg, keyed(3), sandbox=sandbox)
+    second = run_target(cfg, keyed(3, **extra), sandbox=sandbox)
     assert second.returncode == 0, second.stderr
     assert writes(sandbox) == []
     assert [(r["operation"], r["status"]) for r in second.results] == [
@@ -68,7 +74,7 @@ def test_upsert_every_create_template(
     assert {r["key"]: r["aha_id"] for r in second.results} == ids
     assert second.states == [{"n": 3}]
 
-    changed = keyed(3)
+    changed = keyed(3, **extra)
     changed[2]["record"]["name"] = "thing 1, renamed"
     third = run_target(cfg, changed, sandbox=sandbox)
     assert third.returncode == 0, third.stderr
@@ -213,7 +219,8 @@ def pending(sb: Sandbox, ledger_path: str, key: str, name: str) -> float:
     ledger = SQLiteLedger(ledger_path)
     body = {"feature": {"id": key, "name": name}}
     scope = Scope("s", sb.base_url + "/releases/PRJ1-R-1/features", key)
-    since = ledger.mark_pending(scope, body_hash(body))
+    since = ledger.mark_pending(scope, body_hash(body)).pending_since
+    assert since is not None
     ledger.close()
     return since
 

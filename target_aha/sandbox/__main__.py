@@ -34,6 +34,10 @@ def _parser() -> argparse.ArgumentParser:
         "--commit-timeout-rate", type=float, default=0.0,
         help="fraction written but never answered",
     )
+    parser.add_argument(
+        "--relax-goal-validation", action="store_true",
+        help="accept goals with only a name (Aha! also requires a success metric and status)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="for reproducible faults and ids")
     parser.add_argument("--port-file", type=Path, help="also write the base URL to this file")
     return parser
@@ -51,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         sandbox.configure(
             latency_ms=args.latency_ms, error_rate=args.error_rate, drop_rate=args.drop_rate,
             commit_timeout_rate=args.commit_timeout_rate,
+            relax_goal_validation=args.relax_goal_validation,
         )
     except ValueError as problem:
         _parser().error(str(problem))

@@ -22,6 +22,10 @@ Response = tuple[int, Any]
 
 # Kinds whose create needs a non-empty name, as Aha! validates them.
 NAMED_KINDS = frozenset({"feature", "epic", "goal", "initiative", "team", "idea"})
+# Lists whose documented filters are `q` (name search) and `updated_since`; Aha! documents
+# neither for goals and teams, so those lists ignore both and answer everything.
+FILTERED_LISTS = frozenset({"feature", "epic", "initiative", "idea", "custom_object_record"})
+SEARCHED_LISTS = FILTERED_LISTS - {"custom_object_record"}
 ECHO = "echo"
 """First path segment of the catch-all that answers any request with what it received."""
 DEFAULT_PER_PAGE = 30
@@ -38,6 +42,7 @@ class Call:
     body: Any
     body_error: str | None  # why the body could not be decoded, if it could not
     forbidden: frozenset[str]  # upper-cased ids / prefixes of products the token may not touch
+    relax_goal_validation: bool = False  # a goal needs only a name (a sandbox setting)
 
 
 Handler = Callable[..., Response]
@@ -81,10 +86,9 @@ class AhaApi:
             ("DELETE", ("epics", "*"), partial(self._delete, "epic")),
             ("GET", ("features", "*"), partial(show, "feature")),
             ("PUT", ("features", "*"), partial(update, "feature")),
+            # Goals and initiatives are read here, but only updated through their product.
             ("GET", ("goals", "*"), partial(show, "goal")),
-            ("PUT", ("goals", "*"), partial(update, "goal")),
             ("GET", ("initiatives", "*"), partial(show, "initiative")),
-            ("PUT", ("initiatives", "*"), partial(update, "initiative")),
             ("GET", ("ideas", "*"), partial(show, "idea")),
             ("GET", ("custom_object_records", "*"), partial(show, "custom_object_record")),
             ("PUT", ("custom_object_records", "*"), partial(update, "custom_object_record")),
@@ -223,18 +227,19 @@ class AhaApi:
         return entry
 
     def _page(self, call: Call, kind: str, entries: list[Entry]) -> Response:
-        """Aha!'s list answer: `q` and `updated_since` filters, then one page of the rest."""
-        needle = call.query.get("q", "").lower()
+        """Aha!'s list answer: `q` and `updated_since` filters where Aha! documents them (other
+        lists ignore them), then one page of short items."""
+        needle = call.query.get("q", "").lower() if kind in SEARCHED_LISTS else ""
         if needle:
             entries = [entry for entry in entries if needle in _searchable(entry)]
-        if "updated_since" in call.query:
+        if "updated_since" in call.query and kind in FILTERED_LISTS:
             since = _parse_time(call.query["updated_since"])
             entries = [entry for entry in entries if entry.updated >= since]
         per_page = min(MAX_PER_PAGE, max(1, _int(call.query.get("per_page"), DEFAULT_PER_PAGE)))
         page = max(1, _int(call.query.get("page"), 1))
         chunk = entries[(page - 1) * per_page : page * per_page]
         return 200, {
-            KINDS[kind].plural: [self._store.public(entry) for entry in chunk],
+            KINDS[kind].plural: [self._store.list_item(entry) for entry in chunk],
             "pagination": {
                 "total_records": len(entries),
                 "total_pages": math.ceil(len(entries) / per_page),
@@ -283,6 +288,8 @@ def _fields(call: Call, kind: str, *, creating: bool) -> dict[str, Any]:
         raise ApiError(422, "Validation failed: Name is invalid (the FAIL-422 test hook)")
     if kind in NAMED_KINDS and (creating or "name" in fields) and _blank(fields.get("name")):
         raise ApiError(422, "Validation failed: Name can't be blank")
+    if kind == "goal" and creating and not call.relax_goal_validation:
+        _check_goal(fields)
     if (
         kind == "custom_object_record"
         and (creating or "custom_fields" in fields)
@@ -290,6 +297,31 @@ def _fields(call: Call, kind: str, *, creating: bool) -> dict[str, Any]:
     ):
         raise ApiError(422, "Validation failed: Custom fields can't be blank")
     return copy.deepcopy(fields)
+
+
+def _check_goal(fields: dict[str, Any]) -> None:
+    """What Aha!'s reference marks required on a goal's create, beyond its name.
+
+    The success metric comes as `success_metric_name` / `success_metric_description` or, as
+    the reference's examples send it, `success_metric: {"name", "description"}`.
+    """
+    metric = fields.get("success_metric")
+    metric = metric if isinstance(metric, dict) else {}
+    status = fields.get("workflow_status")
+    missing = [
+        label
+        for label, value in (
+            ("Success metric name", fields.get("success_metric_name", metric.get("name"))),
+            ("Success metric description",
+             fields.get("success_metric_description", metric.get("description"))),
+            ("Workflow status", status.get("name") if isinstance(status, dict) else status),
+        )
+        if _blank(value)
+    ]
+    if missing:
+        raise ApiError(
+            422, "Validation failed: " + ", ".join(f"{label} can't be blank" for label in missing)
+        )
 
 
 def _blank(value: Any) -> bool:

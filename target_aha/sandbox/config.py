@@ -31,6 +31,8 @@ class Config:
     rate_per_minute: int | None = None
     send_retry_after: bool = False
     forbidden_products: tuple[str, ...] = ()
+    relax_goal_validation: bool = False
+    faults_on_writes_only: bool = False
 
     def updated(self, **changes: Any) -> Config:
         """A copy with `changes` applied; unknown names are a TypeError, bad values ValueError."""
@@ -72,10 +74,9 @@ class Config:
                 not isinstance(value, int) or isinstance(value, bool) or value < 1
             ):
                 raise ValueError(f"{name} must be None or an integer >= 1, got {value!r}")
-        if not isinstance(self.send_retry_after, bool):
-            raise ValueError(
-                f"send_retry_after must be true or false, got {self.send_retry_after!r}"
-            )
+        for name in ("send_retry_after", "relax_goal_validation", "faults_on_writes_only"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready form, as `GET /__sandbox/config` answers it."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .api import AhaApi, Call, Response
@@ -83,6 +83,11 @@ class Engine:
         rate_per_second, rate_per_minute: Aha!'s sliding-window limits; None switches one off.
         send_retry_after: add Retry-After to 429 answers.
         forbidden_products: product ids or prefixes answered 403, with all they contain.
+        faults_on_writes_only: error_rate, drop_rate, commit_timeout_rate and commit_error_rate
+            spare GETs (a write whose answer is lost, while the reads that look for it work).
+        relax_goal_validation: accept a goal created with only a name. Off by default: Aha!'s
+            reference marks success_metric_name, success_metric_description and
+            workflow_status as required, and a double more lenient than Aha! hides bugs.
 
         error_rate + drop_rate + commit_timeout_rate + commit_error_rate may not exceed 1
         (one draw decides).
@@ -137,7 +142,7 @@ class Engine:
 
     # -- the request pipeline (used by the HTTP handler) -----------------------------------
 
-    def judge(self, at: float, authorization: str | None) -> Verdict:
+    def judge(self, at: float, authorization: str | None, method: str) -> Verdict:
         """Auth first, then the dice and the rate limit, for a request that arrived at `at`."""
         config = self._config
         if not self._authorized(authorization):
@@ -154,6 +159,8 @@ class Engine:
         admission = self._limiter.admit(at, config)
         if not admission.admitted:
             return Verdict("answer", "rate_limit", roll.delay, admission.headers, 429, RATE_LIMITED)
+        if roll.outcome is not None and config.faults_on_writes_only and method == "GET":
+            roll = replace(roll, outcome=None)
         if roll.outcome == "error":
             return Verdict(
                 "answer", "error", roll.delay, admission.headers, config.error_status,
@@ -175,9 +182,11 @@ class Engine:
         body_error: str | None,
     ) -> Response:
         """Run an authenticated, admitted request against the store."""
-        forbidden = frozenset(product.upper() for product in self._config.forbidden_products)
+        config = self._config
+        forbidden = frozenset(product.upper() for product in config.forbidden_products)
         return self._api.handle(
-            Call(method, tuple(segments), query, body, body_error, forbidden)
+            Call(method, tuple(segments), query, body, body_error, forbidden,
+                 relax_goal_validation=config.relax_goal_validation)
         )
 
     def _authorized(self, authorization: str | None) -> bool:

@@ -128,7 +128,7 @@ class Handler(BaseHTTPRequestHandler):
             "body": body,
             "raw_body": raw.decode("utf-8", errors="replace"),
         })
-        verdict = engine.judge(entry["at"], self.headers.get("Authorization"))
+        verdict = engine.judge(entry["at"], self.headers.get("Authorization"), self.command)
         if verdict.delay > 0:
             engine.stopping.wait(verdict.delay)
         if verdict.action == "answer":

@@ -36,29 +36,45 @@ def not_found() -> ApiError:
 
 @dataclass(frozen=True)
 class Kind:
-    """One type of Aha! object: its JSON wrapper key (= name), URL plural and reference format."""
+    """One type of Aha! object: its JSON wrapper key (= name), URL plural and reference format.
+
+    `page` is where the object's page (`url`) lives in Aha!'s web app, which is not always the
+    API's plural (goals are strategic imperatives there, products projects); None means the
+    object has no page and Aha! answers no `url` or `resource` (custom table records, teams).
+    `dated`: whether Aha! answers `created_at`/`updated_at` (teams carry neither).
+    `workflow`: whether the object has a workflow status (answered as an object).
+    """
 
     name: str
     plural: str
     # Middle part of the reference number: "E" gives PRJ1-E-7, "" gives PRJ1-7 (features);
     # None means the object has no reference number (products use their prefix instead).
     ref_infix: str | None
+    page: str | None
+    dated: bool = True
+    workflow: bool = False
 
 
 KINDS: dict[str, Kind] = {
     kind.name: kind
     for kind in (
-        Kind("product", "products", None),
-        Kind("release", "releases", "R"),
-        Kind("epic", "epics", "E"),
-        Kind("feature", "features", ""),
-        Kind("goal", "goals", "G"),
-        Kind("initiative", "initiatives", "S"),
-        Kind("idea", "ideas", "I"),
-        Kind("custom_object_record", "custom_object_records", None),
-        Kind("team", "teams", None),
+        Kind("product", "products", None, "projects"),
+        Kind("release", "releases", "R", "releases"),
+        Kind("epic", "epics", "E", "epics", workflow=True),
+        Kind("feature", "features", "", "features", workflow=True),
+        Kind("goal", "goals", "G", "strategic_imperatives", workflow=True),
+        Kind("initiative", "initiatives", "S", "initiatives", workflow=True),
+        Kind("idea", "ideas", "I", "ideas", workflow=True),
+        Kind("custom_object_record", "custom_object_records", None, None),
+        Kind("team", "teams", None, None, dated=False),
     )
 }
+DEFAULT_STATUS = "New"
+"""The workflow status Aha! gives an object created without one."""
+LIST_ITEM_FIELDS = ("id", "reference_num", "name", "created_at", "url", "resource")
+"""What a list endpoint answers per object: a short item, not the whole object."""
+DESCRIBED = frozenset({"release", "epic", "feature", "goal", "initiative", "idea"})
+"""Kinds whose `description` Aha! stores as a note and answers as `{"id", "body"}`."""
 
 
 @dataclass(frozen=True)
@@ -130,6 +146,7 @@ class Store:
         self._counters: dict[tuple[str, str], int] = {}
         self._tables: dict[tuple[str, str], CustomTable] = {}
         self._default_release: dict[str, str] = {}
+        self._statuses: dict[str, str] = {}  # workflow status name (lower case) -> its id
         self.user: dict[str, Any] = {}
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -206,6 +223,17 @@ class Store:
         with self.lock:
             return copy.deepcopy(entry.data)
 
+    def list_item(self, entry: Entry) -> dict[str, Any]:
+        """The object as a list answers it: short, except custom table records.
+
+        Matching a record needs its values, so record lists answer whole records (Aha!'s
+        reference shows no short form for them).
+        """
+        with self.lock:
+            if entry.kind.name == "custom_object_record":
+                return copy.deepcopy(entry.data)
+            return {k: copy.deepcopy(entry.data[k]) for k in LIST_ITEM_FIELDS if k in entry.data}
+
     def table(self, product: Entry, key: str) -> CustomTable:
         """The product's custom table `key`, or 404."""
         with self.lock:
@@ -240,6 +268,9 @@ class Store:
                 # Validate before anything is stored or a reference number is used up.
                 values = _custom_fields(table, [], fields["custom_fields"])
                 fields = {**fields, "custom_fields": values}
+            if spec.workflow and "workflow_status" not in fields:
+                fields = {**fields, "workflow_status": DEFAULT_STATUS}
+            fields = self._answered(spec, fields, {})
             ref = None
             if spec.ref_infix is not None and product is not None:
                 counter = (product.id, kind)
@@ -268,7 +299,7 @@ class Store:
     def update(self, entry: Entry, fields: dict[str, Any]) -> None:
         """Merge `fields` into the object like Aha!'s PUT: omitted fields stay as they are."""
         with self.lock:
-            merged = {**entry.data, **fields}
+            merged = {**entry.data, **self._answered(entry.kind, fields, entry.data)}
             if "custom_fields" in fields:
                 table = (
                     self._tables.get((entry.product_id or "", entry.container_id or ""))
@@ -279,7 +310,8 @@ class Store:
                     table, entry.data.get("custom_fields", []), fields["custom_fields"]
                 )
             entry.updated = now_utc()
-            entry.system["updated_at"] = iso(entry.updated)
+            if entry.kind.dated:
+                entry.system["updated_at"] = iso(entry.updated)
             merged.update(entry.system)
             entry.data = merged
 
@@ -303,6 +335,37 @@ class Store:
                 self.delete(other)
 
     # -- internals -------------------------------------------------------------------------
+
+    def _answered(
+        self, kind: Kind, fields: dict[str, Any], existing: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Fields as Aha! answers them: a description is a note, a workflow status an object.
+
+        Aha! takes `"description": "<p>html</p>"` and `"workflow_status": "Done"` (or
+        `{"name": "Done"}`), and answers `{"id", "body"}` and `{"id", "name", "complete"}`.
+        """
+        out = dict(fields)
+        if kind.name in DESCRIBED and "description" in fields:
+            text = fields["description"]
+            if isinstance(text, dict):
+                text = text.get("body")
+            note = existing.get("description")
+            note_id = note["id"] if isinstance(note, dict) else self._new_id()
+            out["description"] = {"id": note_id, "body": "" if text is None else str(text)}
+        if kind.workflow and "workflow_status" in fields:
+            status = fields["workflow_status"]
+            name = status.get("name") if isinstance(status, dict) else status
+            if not isinstance(name, str) or not name.strip():
+                raise ApiError(422, "Validation failed: Workflow status is invalid")
+            known = name.strip().lower()
+            if known not in self._statuses:
+                self._statuses[known] = self._new_id()
+            status_id = self._statuses[known]
+            out["workflow_status"] = {
+                "id": status_id, "name": name.strip(),
+                "complete": name.strip().lower() in {"shipped", "done", "achieved", "completed"},
+            }
+        return out
 
     def _new_id(self) -> str:
         """A 19-digit id, unique over the store's whole life (Aha! ids are strings in JSON)."""
@@ -329,10 +392,12 @@ class Store:
         if ref is not None and kind.ref_infix is not None:
             system["reference_num"] = ref
         system.update(extra)
-        system["url"] = f"{self._site_url}/{kind.plural}/{handle}"
-        system["resource"] = f"{self._site_url}/api/v1/{kind.plural}/{handle}"
-        system["created_at"] = iso(created)
-        system["updated_at"] = iso(created)
+        if kind.page is not None:
+            system["url"] = f"{self._site_url}/{kind.page}/{handle}"
+            system["resource"] = f"{self._site_url}/api/v1/{kind.plural}/{handle}"
+        if kind.dated:
+            system["created_at"] = iso(created)
+            system["updated_at"] = iso(created)
         entry = Entry(
             kind=kind,
             id=entry_id,
