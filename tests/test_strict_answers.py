@@ -227,7 +227,7 @@ def test_old_ledgers_gain_the_pending_listing_column(tmp_path, postgres_url) -> 
         conn.execute(sa.text("DROP TABLE IF EXISTS target_aha_ledger"))
         conn.execute(sa.text(OLD_SCHEMA))
     engine.dispose()
-    for ledger in (SQLiteLedger(path), PostgresLedger(postgres_url, 1)):
+    for ledger in (SQLiteLedger(path), PostgresLedger(postgres_url, 1, "the test database")):
         old = ledger.get(Scope("s", "t", "old"))
         if old is not None:  # the SQLite file's row, from before the column existed
             assert old.pending and old.pending_before is None
