@@ -34,7 +34,7 @@ from target_aha.destination import Destination, parse_webhook_url
 from target_aha.dispatch import Dispatcher, DryRunSender, RateGate, Sender
 from target_aha.errors import ConfigError, InputError, SchemaMismatch, TargetAhaError
 from target_aha.ledger import Ledger, open_ledger
-from target_aha.maps import MapFailed, guard
+from target_aha.maps import MapFailed, guard, guard_mapper
 from target_aha.messages import (
     bounded_lines,
     cannot_load,
@@ -184,6 +184,11 @@ EXPLAINED: dict[type[Exception], type[InputError]] = {
     for cls in ADVICE
 }
 """Input errors as the SDK names them, also `InputError`s so the CLI prints them plainly."""
+
+
+def _shown(expression: str | None) -> str:
+    """` (description: '<p>' + body)` for a message, or nothing if it is not known."""
+    return f" ({expression})" if expression else ""
 
 
 class CountingReader(SingerReader):
@@ -343,11 +348,36 @@ class TargetAha(Target):
         self.progress.start()  # a run with a stream to load has begun
         return sink
 
+    def setup_mapper(self) -> None:
+        """The SDK's stream maps, guarded (`maps.guard_mapper`) so a failing one is worded."""
+        super().setup_mapper()
+        guard_mapper(self.mapper)
+
     def _process_schema_message(self, message_dict: dict) -> None:
         """Register the stream as the SDK does, then guard its stream maps (`maps.guard`)."""
-        super()._process_schema_message(message_dict)
-        for stream_map in self.mapper.stream_maps[message_dict["stream"]]:
+        stream = message_dict["stream"]
+        try:
+            super()._process_schema_message(message_dict)
+        except MapFailed as exc:
+            raise cannot_load(
+                self.message_reader.line_number,  # type: ignore[attr-defined]
+                f"the stream map{_shown(exc.expression)} of stream '{stream}' cannot be set "
+                f"up: {exc}",
+                "Fix the stream's entry in stream_maps.",
+            ) from exc
+        for stream_map in self.mapper.stream_maps[stream]:
             guard(stream_map)
+
+    def _process_activate_version_message(self, message_dict: dict) -> None:
+        """As the SDK (which ignores it for target-aha's sinks), once the stream is known."""
+        if message_dict["stream"] not in self.mapper.stream_maps:
+            raise cannot_load(
+                self.message_reader.line_number,  # type: ignore[attr-defined]
+                f"ACTIVATE_VERSION for stream '{message_dict['stream']}' came before any "
+                "SCHEMA of that stream",
+                "Check the tap's output: every stream's SCHEMA comes before its messages.",
+            )
+        super()._process_activate_version_message(message_dict)
 
     def _process_record_message(self, message_dict: dict) -> None:
         """Hand the record to the SDK (maps, validation, the sink), or reject what is no object.
@@ -364,15 +394,13 @@ class TargetAha(Target):
         try:
             super()._process_record_message(message_dict)
         except MapFailed as exc:
-            line = self.message_reader.line_number  # type: ignore[attr-defined]
-            expression = f" ({exc.expression})" if exc.expression else ""
             raise cannot_load(
-                line,
-                f"the stream map{expression} of stream '{stream}' failed on "
+                self.message_reader.line_number,  # type: ignore[attr-defined]
+                f"the stream map{_shown(exc.expression)} of stream '{stream}' failed on "
                 f"{self._record_where(stream, record)}: {exc}",
-                "Make the expression handle such records: guard fields that may be null or "
-                "missing, as in `('<p>' + body + '</p>') if body else None`; or fix the tap's "
-                "output.",
+                "Fix the expression in stream_maps so that it works for this record: a field "
+                "may be null or missing (guard it, as in `('<p>' + body + '</p>') if body "
+                "else None`); or fix the tap's output.",
             ) from exc
 
     def _record_where(self, stream: str, record: dict) -> str:
