@@ -109,19 +109,23 @@ BAD_LINES: list[tuple[list[str], str]] = [
      "'file:///etc/passwd' points outside the schema, and target-aha never fetches schemas"),
     (['{"type": "ACTIVATE_VERSION", "stream": "g", "version": 1}'],
      "ACTIVATE_VERSION for stream 'g' came before any SCHEMA of that stream"),
-    ([json.dumps(schema("h"))],
-     "Input line 1 cannot be loaded: the stream map (__alias__: 1 + 'g') of stream 'h' cannot "
+    ([SCHEMA_G],
+     "Input line 1 cannot be loaded: the stream map (__alias__: 1 + 'g') of stream 'g' cannot "
      "be set up: TypeError: unsupported operand type(s) for +: 'int' and 'str'. Fix the "
      "stream's entry in stream_maps."),
 ]
+ALIAS_FAILS = len(BAD_LINES) - 1  # the case run with a failing `__alias__` in stream_maps
 
 
-@pytest.mark.parametrize(("lines", "expected"), BAD_LINES, ids=range(len(BAD_LINES)))
-def test_every_malformed_line_is_worded(lines: list[str], expected: str) -> None:
+@pytest.mark.parametrize(("case", "lines", "expected"),
+                         [(n, *case) for n, case in enumerate(BAD_LINES)],
+                         ids=range(len(BAD_LINES)))
+def test_every_malformed_line_is_worded(case: int, lines: list[str], expected: str) -> None:
+    maps = {"g": {"__alias__": "1 + 'g'"}} if case == ALIAS_FAILS else {}
     target = TargetAha(config={"subdomain": "x", "dry_run": True, "ledger_path": "",
                                "streams": {"g": {"endpoint": "create_feature",
                                                  "release_id": "R1"}},
-                               "stream_maps": {"h": {"__alias__": "1 + 'g'"}}})
+                               "stream_maps": maps})
     try:
         with pytest.raises(InputError) as caught:
             target.listen(io.StringIO("".join(line + "\n" for line in lines)))
