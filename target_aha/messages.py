@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 from jsonschema.exceptions import SchemaError
 from jsonschema.validators import validator_for
+from singer_sdk.io_base import SingerMessageType
 from singer_sdk.typing import DEFAULT_JSONSCHEMA_VALIDATOR
 
 from target_aha.errors import InputError
@@ -24,8 +25,8 @@ MAX_LINE_CHARS = 100 * 2**20
 MAX_DEPTH = 100
 """JSON nested deeper than this is refused (Python's parser and every step after it recurse)."""
 
-KNOWN_TYPES = ("SCHEMA", "RECORD", "STATE", "ACTIVATE_VERSION")
-"""The Singer messages target-aha reads (BATCH has its own refusal)."""
+KNOWN_TYPES = {t.value: t for t in SingerMessageType if t is not SingerMessageType.BATCH}
+"""The Singer messages target-aha reads, by their `type` (BATCH has its own refusal)."""
 
 _SHOWN = 200  # characters of a bad line quoted in a message
 
@@ -41,15 +42,18 @@ def cannot_load(
     )
 
 
-def bounded_lines(stream: IO[str], counter: Any) -> Iterator[str]:
-    """The lines of `stream`, refusing one longer than `MAX_LINE_CHARS` before it is all read.
+class LineCounter(Protocol):
+    """The reader: it counts the lines it has parsed."""
 
-    `counter.line_number` is the number of lines read so far (the reader counts them).
-    """
+    line_number: int
+
+
+def bounded_lines(stream: IO[str], reader: LineCounter) -> Iterator[str]:
+    """The lines of `stream`, refusing one longer than `MAX_LINE_CHARS` before it is all read."""
     while line := stream.readline(MAX_LINE_CHARS + 1):
         if len(line) > MAX_LINE_CHARS:
             raise cannot_load(
-                counter.line_number + 1,
+                reader.line_number + 1,
                 f"the line is longer than {MAX_LINE_CHARS // 2**20} MiB",
                 "A Singer message is one JSON object per line; check the tap's output, or "
                 "split such records upstream.",
@@ -67,10 +71,8 @@ def too_deep(line: int) -> InputError:
     )
 
 
-def check_depth(text: str, message: object, line: int) -> None:
-    """Refuse a message nested deeper than `MAX_DEPTH` (walked only if it could be)."""
-    if text.count("{") + text.count("[") <= MAX_DEPTH:
-        return
+def check_depth(message: object, line: int) -> None:
+    """Refuse a message nested deeper than `MAX_DEPTH`."""
     todo: list[tuple[object, int]] = [(message, 1)]
     while todo:
         value, depth = todo.pop()
@@ -97,15 +99,18 @@ def check_message(message: object, text: str, line: int) -> dict[str, Any]:
             "Check the tap's output; something other than the tap may be writing to its "
             "standard output.",
         )
-    check_depth(text, message, line)
+    if text.count("{") + text.count("[") > MAX_DEPTH:
+        check_depth(message, line)
     kind = message.get("type")
+    if kind == "RECORD" and "record" in message and isinstance(message.get("stream"), str):
+        return message  # the hot path: one check per record, the rest below
     if kind == "BATCH":
         raise cannot_load(
             line,
             f"it is a BATCH message{_of(message)}, and target-aha does not read batch files",
             "Run the tap without its batch_config setting, so that it sends RECORD messages.",
         )
-    if kind not in KNOWN_TYPES:
+    if not isinstance(kind, str) or kind not in KNOWN_TYPES:
         problem = (
             'the message has no "type"' if kind is None
             else f"its type {_shown(kind)} is not a Singer message type "

@@ -23,7 +23,7 @@ from singer_sdk.exceptions import (
 )
 from singer_sdk.helpers._classproperty import classproperty
 from singer_sdk.helpers.capabilities import PluginCapabilities, TargetCapabilities
-from singer_sdk.io_base import SingerMessageType, SingerReader
+from singer_sdk.io_base import SingerReader
 from singer_sdk.mapper import RemoveRecordTransform
 from singer_sdk.plugin_base import PluginBase, _ConfigInput
 from singer_sdk.singerlib.exceptions import InvalidInputLine
@@ -36,6 +36,7 @@ from target_aha.errors import ConfigError, InputError, SchemaMismatch, TargetAha
 from target_aha.ledger import Ledger, open_ledger
 from target_aha.maps import MapFailed, guard, guard_mapper
 from target_aha.messages import (
+    KNOWN_TYPES,
     bounded_lines,
     cannot_load,
     check_message,
@@ -223,9 +224,11 @@ class CountingReader(SingerReader):
             for text in bounded_lines(file_input or self.default_input, self):
                 self._current_message = text
                 message = check_message(self.deserialize_json(text), text, self.line_number)
-                kind = SingerMessageType(message["type"])
+                kind = KNOWN_TYPES[message["type"]]
                 callbacks[kind](message)
                 stats[kind] += 1
+        except InputError:
+            raise  # already worded, with its line
         except tuple(EXPLAINED) as exc:
             cls = next(k for k in ADVICE if isinstance(exc, k))
             raise cannot_load(self.line_number, str(exc), ADVICE[cls], EXPLAINED[cls]) from exc
@@ -382,9 +385,10 @@ class TargetAha(Target):
     def _process_record_message(self, message_dict: dict) -> None:
         """Hand the record to the SDK (maps, validation, the sink), or reject what is no object.
 
-        A failing stream map stops the run naming the input line, the record and the
-        expression; a `record` that is null or not an object ends as a rejected results line
-        under `on_record_error`, so that every record read has its line.
+        A failing stream map, or a record that does not match its SCHEMA, stops the run naming
+        the input line, the stream and the record (and the expression); a `record` that is
+        null or not an object ends as a rejected results line under `on_record_error`, so
+        that every record read has its line.
         """
         stream, record = message_dict["stream"], message_dict["record"]
         self._positions[stream] += 1
@@ -401,6 +405,14 @@ class TargetAha(Target):
                 "Fix the expression in stream_maps so that it works for this record: a field "
                 "may be null or missing (guard it, as in `('<p>' + body + '</p>') if body "
                 "else None`); or fix the tap's output.",
+            ) from exc
+        except (SchemaMismatch, MissingKeyPropertiesError) as exc:
+            cls = SchemaMismatch if isinstance(exc, SchemaMismatch) else MissingKeyPropertiesError
+            raise cannot_load(
+                self.message_reader.line_number,  # type: ignore[attr-defined]
+                f"stream '{stream}', {self._record_where(stream, record)}: {exc}",
+                ADVICE[cls],
+                EXPLAINED[cls],
             ) from exc
 
     def _record_where(self, stream: str, record: dict) -> str:

@@ -82,6 +82,7 @@ BAD_LINES: list[tuple[list[str], str]] = [
     (['{"stream": "g"}'], 'Input line 1 cannot be loaded: the message has no "type"'),
     (['{"type": "FOO"}'], 'its type "FOO" is not a Singer message type'),
     (['{"type": 5}'], "its type 5 is not a Singer message type"),
+    (['{"type": ["RECORD"]}'], 'its type ["RECORD"] is not a Singer message type'),
     ([SCHEMA_G, '{"type": "RECORD", "record": {}}'],
      'Input line 2 cannot be loaded: the RECORD message has no "stream"'),
     ([SCHEMA_G, '{"type": "RECORD", "stream": 7, "record": {}}'],
@@ -107,6 +108,9 @@ BAD_LINES: list[tuple[list[str], str]] = [
       '{"a": {"$ref": "file:///etc/passwd"}}}}'],
      "Input line 1 cannot be loaded: the stream's schema cannot be compiled: its $ref "
      "'file:///etc/passwd' points outside the schema, and target-aha never fetches schemas"),
+    ([json.dumps(schema("g", {"n": {"type": "integer"}})),
+      '{"type": "RECORD", "stream": "g", "record": {"n": "x"}}'],
+     "Input line 2 cannot be loaded: stream 'g', record #1: the record.n must be integer"),
     (['{"type": "ACTIVATE_VERSION", "stream": "g", "version": 1}'],
      "ACTIVATE_VERSION for stream 'g' came before any SCHEMA of that stream"),
     ([SCHEMA_G],
