@@ -30,16 +30,16 @@ KNOWN_TYPES = {t.value: t for t in SingerMessageType if t is not SingerMessageTy
 
 _SHOWN = 200  # characters of a bad line quoted in a message
 
+NOT_DONE = "Nothing from this line on was sent and no STATE was emitted for it."
+"""How every input error ends: what the run did not do."""
+
 
 def cannot_load(
     line: int, problem: str, advice: str, kind: type[InputError] = InputError
 ) -> InputError:
     """The one wording of an input error: where, what, what to do, and what was not done."""
     problem = " ".join(problem.split()).rstrip(".")
-    return kind(
-        f"Input line {line} cannot be loaded: {problem}. {advice} Nothing from this line on "
-        "was sent and no STATE was emitted for it."
-    )
+    return kind(f"Input line {line} cannot be loaded: {problem}. {advice} {NOT_DONE}")
 
 
 class LineCounter(Protocol):

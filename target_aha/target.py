@@ -37,6 +37,7 @@ from target_aha.ledger import Ledger, open_ledger
 from target_aha.maps import MapFailed, guard, guard_mapper
 from target_aha.messages import (
     KNOWN_TYPES,
+    NOT_DONE,
     bounded_lines,
     cannot_load,
     check_message,
@@ -192,6 +193,12 @@ def _shown(expression: str | None) -> str:
     return f" ({expression})" if expression else ""
 
 
+def _no_constant(name: str) -> t.NoReturn:
+    """NaN and Infinity: Python's parser reads them, but they are not JSON (Aha! would get an
+    invalid body)."""
+    raise ValueError(f"{name} is not a JSON value")
+
+
 class CountingReader(SingerReader):
     """The SDK's reader, counting lines so that input errors can say where they are.
 
@@ -205,12 +212,14 @@ class CountingReader(SingerReader):
         """Parse one line; bad JSON becomes an `InputError` naming the line."""
         self.line_number += 1
         try:
-            return deserialize_json(line)
-        except json.JSONDecodeError as exc:
+            return deserialize_json(line, parse_constant=_no_constant)
+        except ValueError as exc:  # JSONDecodeError, or NaN/Infinity (not JSON, not sendable)
+            where = f" at column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else ""
+            reason = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
             raise InputError(
-                f"Input line {self.line_number} is not valid JSON ({exc.msg} at column "
-                f"{exc.colno}): {line[:200]!r}. target-aha reads Singer messages, one JSON "
-                "object per line; check the tap's output."
+                f"Input line {self.line_number} is not valid JSON ({reason}{where}): "
+                f"{line[:200]!r}. target-aha reads Singer messages, one JSON object per line; "
+                f"check the tap's output. {NOT_DONE}"
             ) from exc
         except RecursionError as exc:
             raise too_deep(self.line_number) from exc

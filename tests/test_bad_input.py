@@ -90,6 +90,8 @@ BAD_LINES: list[tuple[list[str], str]] = [
     ([SCHEMA_G, '{"type": "RECORD", "stream": "g"}'],
      "the RECORD message of stream 'g' has no \"record\""),
     (['{"type": "STATE"}'], 'the STATE message has no "value"'),
+    ([SCHEMA_G, '{"type": "RECORD", "stream": "g", "record": {"n": NaN}}'],
+     "Input line 2 is not valid JSON (NaN is not a JSON value)"),
     (['{"type": "SCHEMA", "stream": "g", "schema": 5}'],
      "the SCHEMA message of stream 'g' has \"schema\": 5, not a JSON object"),
     (['{"type": "SCHEMA", "stream": "g", "schema": {"type": "object", "properties": 5}}'],
