@@ -360,6 +360,11 @@ class TargetAha(Target):
         self.progress.start()  # a run with a stream to load has begun
         return sink
 
+    @property
+    def line(self) -> int:
+        """The number of the input line being handled (for messages)."""
+        return t.cast(CountingReader, self.message_reader).line_number
+
     def setup_mapper(self) -> None:
         """The SDK's stream maps, guarded (`maps.guard_mapper`) so a failing one is worded."""
         super().setup_mapper()
@@ -372,7 +377,7 @@ class TargetAha(Target):
             super()._process_schema_message(message_dict)
         except MapFailed as exc:
             raise cannot_load(
-                self.message_reader.line_number,  # type: ignore[attr-defined]
+                self.line,
                 f"the stream map{_shown(exc.expression)} of stream '{stream}' cannot be set "
                 f"up: {exc}",
                 "Fix the stream's entry in stream_maps.",
@@ -384,7 +389,7 @@ class TargetAha(Target):
         """As the SDK (which ignores it for target-aha's sinks), once the stream is known."""
         if message_dict["stream"] not in self.mapper.stream_maps:
             raise cannot_load(
-                self.message_reader.line_number,  # type: ignore[attr-defined]
+                self.line,
                 f"ACTIVATE_VERSION for stream '{message_dict['stream']}' came before any "
                 "SCHEMA of that stream",
                 "Check the tap's output: every stream's SCHEMA comes before its messages.",
@@ -408,7 +413,7 @@ class TargetAha(Target):
             super()._process_record_message(message_dict)
         except MapFailed as exc:
             raise cannot_load(
-                self.message_reader.line_number,  # type: ignore[attr-defined]
+                self.line,
                 f"the stream map{_shown(exc.expression)} of stream '{stream}' failed on "
                 f"{self._record_where(stream, record)}: {exc}",
                 "Fix the expression in stream_maps so that it works for this record: a field "
@@ -418,7 +423,7 @@ class TargetAha(Target):
         except (SchemaMismatch, MissingKeyPropertiesError) as exc:
             cls = SchemaMismatch if isinstance(exc, SchemaMismatch) else MissingKeyPropertiesError
             raise cannot_load(
-                self.message_reader.line_number,  # type: ignore[attr-defined]
+                self.line,
                 f"stream '{stream}', {self._record_where(stream, record)}: {exc}",
                 ADVICE[cls],
                 EXPLAINED[cls],
@@ -438,10 +443,8 @@ class TargetAha(Target):
         """Reject a RECORD whose `record` is not an object in every sink its stream feeds."""
         if stream not in self.mapper.stream_maps:
             self._assert_sink_exists(stream)
-        line = self.message_reader.line_number  # type: ignore[attr-defined]
         kind = "null" if record is None else f"a JSON {json_kind(record)}"
-        error = f'input line {line}: the RECORD\'s "record" is {kind}, not a JSON object'
-
+        error = f'input line {self.line}: the RECORD\'s "record" is {kind}, not a JSON object'
         for stream_map in self.mapper.stream_maps[stream]:
             if not isinstance(stream_map, RemoveRecordTransform):
                 sink = self.get_sink(stream_map.stream_alias)
