@@ -30,16 +30,22 @@ class MapFailed(Exception):
 
 
 def guard(stream_map: StreamMap) -> None:
-    """Make `stream_map.transform` raise `MapFailed` on any error (once per map object)."""
+    """Make `stream_map.transform` raise `MapFailed` on any error (once per map object), and
+    keep a record that the map left empty instead of dropping it unseen."""
     if "transform" in vars(stream_map):
         return
     transform = stream_map.transform
 
     def guarded(record: dict) -> dict | None:
         try:
-            return transform(record)
+            result = transform(record)
+            if result is None and isinstance(stream_map, CustomStreamMap):
+                # The SDK returns None for a record its `__filter__` drops, and also for one
+                # the map left empty: that one is kept, so that it gets its results line.
+                return {} if stream_map.get_filter_result(record) else None
         except Exception as exc:
             raise MapFailed(exc) from exc
+        return result
 
     stream_map.transform = guarded  # type: ignore[method-assign]
 

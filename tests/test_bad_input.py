@@ -191,26 +191,36 @@ def test_a_stream_map_failing_on_one_record_names_it(sandbox: Sandbox, run_targe
 def test_records_that_are_not_objects_are_rejected_not_lost(
     sandbox: Sandbox, run_target
 ) -> None:
-    """Under skip, each gets a rejected results line; `key_properties: "id"` is one key."""
-    config = {"streams": {"f": {"endpoint": "create_feature", "release_id": "PRJ1-R-1"}},
+    """Under skip, each gets a rejected results line; `key_properties: "id"` is one key.
+
+    Stream `e`'s map leaves its record empty, which the SDK would drop without a trace: it
+    goes to Aha! (which refuses a feature without a name) and so gets its line too.
+    """
+    config = {"streams": {s: {"endpoint": "create_feature", "release_id": "PRJ1-R-1"}
+                          for s in ("f", "e")},
+              "stream_maps": {"e": {"title": "__NULL__"}, "f": {"__filter__": "id != 'DROP'"}},
               "on_record_error": "skip"}
     messages = [
         {**schema("f", {"id": {"type": "string"}, "name": {"type": "string"}}),
          "key_properties": "id"},
         record("f", None), record("f", [1]), record("f", "x"),  # type: ignore[arg-type]
-        record("f", {"id": "K1", "name": "ok"}), state({"n": 1}),
+        record("f", {"id": "K1", "name": "ok"}),
+        record("f", {"id": "DROP", "name": "filtered out by the user's __filter__"}),
+        schema("e", {"title": {"type": "string"}}), record("e", {"title": "emptied"}),
+        state({"n": 1}),
     ]
     run = run_target(config, messages, sandbox=sandbox)
     assert run.returncode == 0, run.stderr
     assert run.states == [{"n": 1}]
     lines = run.results
-    assert len(lines) == 4  # every record read
-    assert [line["status"] for line in lines] == ["rejected"] * 3 + ["succeeded"]
-    assert [line["error"] for line in lines[:3]] == [
-        f'input line {n}: the RECORD\'s "record" is {kind}, not a JSON object'
+    assert len(lines) == 5  # every record read (but the one the user's filter drops)
+    assert [(line["status"], line["error"]) for line in lines[:3]] == [
+        ("rejected", f'input line {n}: the RECORD\'s "record" is {kind}, not a JSON object')
         for n, kind in ((2, "null"), (3, "a JSON list"), (4, "a JSON string"))
     ]
-    assert lines[3]["key"] == "K1"
+    sent = {line["stream"]: line for line in lines[3:]}  # settled by concurrent senders
+    assert (sent["f"]["status"], sent["f"]["key"]) == ("succeeded", "K1")
+    assert (sent["e"]["status"], sent["e"]["http_status"]) == ("rejected", 422)
     assert [o["name"] for o in sandbox.objects("feature")] == ["ok"]
 
 
