@@ -49,16 +49,36 @@ class LineCounter(Protocol):
 
 
 def bounded_lines(stream: IO[str], reader: LineCounter) -> Iterator[str]:
-    """The lines of `stream`, refusing one longer than `MAX_LINE_CHARS` before it is all read."""
-    while line := stream.readline(MAX_LINE_CHARS + 1):
+    """The lines of `stream`, refusing one longer than `MAX_LINE_CHARS` before it is all read.
+
+    Standard input is read as bytes and each line decoded as UTF-8 (Singer's encoding, whatever
+    the locale says), so that a line that is not UTF-8 is refused by its own number.
+    """
+    buffer = getattr(stream, "buffer", None)
+    lines: Iterator[str | bytes] = (
+        iter(lambda: buffer.readline(MAX_LINE_CHARS + 1), b"") if buffer is not None
+        else iter(lambda: stream.readline(MAX_LINE_CHARS + 1), "")
+    )
+    for line in lines:
+        number = reader.line_number + 1
         if len(line) > MAX_LINE_CHARS:
             raise cannot_load(
-                reader.line_number + 1,
+                number,
                 f"the line is longer than {MAX_LINE_CHARS // 2**20} MiB",
                 "A Singer message is one JSON object per line; check the tap's output, or "
                 "split such records upstream.",
             )
-        yield line
+        if isinstance(line, str):
+            yield line
+            continue
+        try:
+            yield line.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise cannot_load(
+                number,
+                f"it is not UTF-8 text (byte {line[exc.start]:#04x} at column {exc.start + 1})",
+                "Singer messages are UTF-8; check the tap's output and its encoding setting.",
+            ) from exc
 
 
 def too_deep(line: int) -> InputError:

@@ -123,25 +123,40 @@ BAD_LINES: list[tuple[list[str], str]] = [
 ALIAS_FAILS = len(BAD_LINES) - 1  # the case run with a failing `__alias__` in stream_maps
 
 
+def worded_error(stream: io.TextIOBase, stream_maps: dict[str, Any] | None = None) -> str:
+    """The message of the `InputError` that reading `stream` ends with (in-process)."""
+    target = TargetAha(config={"subdomain": "x", "dry_run": True, "ledger_path": "",
+                               "streams": {"g": {"endpoint": "create_feature",
+                                                 "release_id": "R1"}},
+                               "stream_maps": stream_maps or {}})
+    try:
+        with pytest.raises(InputError) as caught:
+            target.listen(stream)  # type: ignore[arg-type]
+    finally:
+        target._end_run()
+    message = str(caught.value)
+    assert "\n" not in message  # one paragraph
+    assert message.endswith("Nothing from this line on was sent and no STATE was emitted "
+                            "for it.")
+    return message
+
+
 @pytest.mark.parametrize(("case", "lines", "expected"),
                          [(n, *case) for n, case in enumerate(BAD_LINES)],
                          ids=range(len(BAD_LINES)))
 def test_every_malformed_line_is_worded(case: int, lines: list[str], expected: str) -> None:
     maps = {"g": {"__alias__": "1 + 'g'"}} if case == ALIAS_FAILS else {}
-    target = TargetAha(config={"subdomain": "x", "dry_run": True, "ledger_path": "",
-                               "streams": {"g": {"endpoint": "create_feature",
-                                                 "release_id": "R1"}},
-                               "stream_maps": maps})
-    try:
-        with pytest.raises(InputError) as caught:
-            target.listen(io.StringIO("".join(line + "\n" for line in lines)))
-    finally:
-        target._end_run()
-    message = str(caught.value)
-    assert expected in message
-    assert "\n" not in message  # one paragraph
-    assert message.endswith("Nothing from this line on was sent and no STATE was emitted "
-                            "for it.")
+    stream = io.StringIO("".join(line + "\n" for line in lines))
+    assert expected in worded_error(stream, maps)
+
+
+def test_a_line_that_is_not_utf8_is_named() -> None:
+    """Standard input (a binary buffer) is decoded line by line: the error names its line."""
+    data = (SCHEMA_G + "\n").encode() + b'{"type": "RECORD", "stream": "g", "record": ' \
+        b'{"name": "caf\xe9"}}\n'
+    message = worded_error(io.TextIOWrapper(io.BytesIO(data), encoding="latin-1"))
+    assert "Input line 2 cannot be loaded: it is not UTF-8 text (byte 0xe9 at column 58)" \
+        in message
 
 
 def test_a_line_longer_than_the_bound_is_refused(sandbox: Sandbox, run_target) -> None:
