@@ -140,8 +140,7 @@ GROUPS: list[tuple[str, str, str]] = [
      "write"),
     ("SDK per-record total (_process_record_message)", "singer_sdk/target_base.py",
      "_process_record_message"),
-    ("whole input loop (process_lines)", "singer_sdk/singerlib/encoding/base.py",
-     "process_lines"),
+    ("whole input loop (process_lines)", "target_aha/target.py", "process_lines"),
 ]
 
 

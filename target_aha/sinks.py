@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Hashable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar
+import re
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
 
 import fastjsonschema
 from singer_sdk.exceptions import InvalidJSONSchema
@@ -40,6 +41,33 @@ if TYPE_CHECKING:
     from target_aha.target import TargetAha
 
 
+def _refuse_remote(uri: str) -> NoReturn:
+    raise fastjsonschema.JsonSchemaDefinitionException(
+        f"its $ref {uri[:200]!r} points outside the schema, and target-aha never fetches "
+        "schemas (only refs within the schema, such as #/definitions/x, are read)"
+    )
+
+
+class _NoRemote(Mapping[str, Callable[[str], Any]]):
+    """fastjsonschema's URI handlers: every scheme refused (else it would urlopen any $ref,
+    http:// or file://, that a tap's SCHEMA names)."""
+
+    def __getitem__(self, scheme: str) -> Callable[[str], Any]:
+        return _refuse_remote
+
+    def __contains__(self, scheme: object) -> bool:
+        return True
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
+
+
+NO_REMOTE = _NoRemote()
+
+
 class RecordValidator(BaseJSONSchemaValidator):
     """Records checked against their SCHEMA by a compiled validator (fastjsonschema).
 
@@ -54,10 +82,10 @@ class RecordValidator(BaseJSONSchemaValidator):
         super().__init__(schema)
         try:
             self._check = fastjsonschema.compile(
-                schema, use_default=False, use_formats=validate_formats
+                schema, use_default=False, use_formats=validate_formats, handlers=NO_REMOTE
             )
-        except fastjsonschema.JsonSchemaDefinitionException as exc:
-            raise InvalidJSONSchema(f"Schema Validation Error: {exc}") from exc
+        except (fastjsonschema.JsonSchemaDefinitionException, re.error) as exc:
+            raise InvalidJSONSchema(f"the stream's schema cannot be compiled: {exc}") from exc
 
     def validate(self, record: dict) -> None:
         """Raise SchemaMismatch if the record does not match the stream's schema."""
@@ -151,6 +179,13 @@ class AhaSink(BatchSink):
         self.run.dispatcher.submit(
             functools.partial(self._deliver, request, values, parts, where), order
         )
+
+    def reject_unreadable(self, error: str) -> None:
+        """Settle a RECORD whose `record` is not an object: it cannot be shaped into a
+        request, so it is rejected as `on_record_error` says (never silently dropped)."""
+        self._position += 1
+        self.run.read += 1
+        self._reject(None, f"stream '{self.stream_name}', record #{self._position}", error, None)
 
     def process_batch(self, context: dict) -> None:
         """Wait until every record handed over so far is settled (or raise the fatal error)."""

@@ -8,21 +8,27 @@ import re
 import sys
 import threading
 import typing as t
+from collections import Counter
 from dataclasses import dataclass, field
 from importlib.metadata import version
+from pathlib import Path
 
 import click
 from singer_sdk import Target
 from singer_sdk import typing as th
 from singer_sdk.exceptions import (
     ConfigValidationError,
+    InvalidJSONSchema,
+    MapExpressionError,
     MissingKeyPropertiesError,
     RecordsWithoutSchemaException,
+    StreamMapConfigError,
 )
 from singer_sdk.helpers._classproperty import classproperty
 from singer_sdk.helpers.capabilities import PluginCapabilities, TargetCapabilities
 from singer_sdk.io_base import SingerReader
-from singer_sdk.plugin_base import PluginBase
+from singer_sdk.mapper import RemoveRecordTransform
+from singer_sdk.plugin_base import PluginBase, _ConfigInput
 from singer_sdk.singerlib.exceptions import InvalidInputLine
 from singer_sdk.singerlib.json import deserialize_json
 
@@ -32,6 +38,16 @@ from target_aha.destination import Destination, parse_webhook_url
 from target_aha.dispatch import Dispatcher, DryRunSender, RateGate, Sender
 from target_aha.errors import ConfigError, InputError, SchemaMismatch, TargetAhaError
 from target_aha.ledger import Ledger, open_ledger
+from target_aha.maps import MapFailed, guard, guard_mapper
+from target_aha.messages import (
+    KNOWN_TYPES,
+    NOT_DONE,
+    bounded_lines,
+    cannot_load,
+    check_message,
+    json_kind,
+    too_deep,
+)
 from target_aha.preflight import preflight
 from target_aha.progress import Progress
 from target_aha.redact import REDACTOR
@@ -164,17 +180,44 @@ class Run:
         }
 
 
+ADVICE: dict[type[Exception], str] = {
+    InvalidInputLine: "Check the tap's output against the Singer specification.",
+    RecordsWithoutSchemaException: "Every RECORD needs a SCHEMA message of its stream "
+    "before it; check the tap's output.",
+    MissingKeyPropertiesError: "Every record needs the key properties its SCHEMA names; fix "
+    "the tap's output or its key_properties, or set the stream's key_property in `streams`.",
+    SchemaMismatch: "Every record must match its stream's SCHEMA; fix the tap's output or its "
+    "schema, or set validate_records: false to send records as the tap wrote them.",
+    InvalidJSONSchema: "Fix the tap's schema (or its catalog).",
+    StreamMapConfigError: "Fix the stream's entry in stream_maps.",
+    MapExpressionError: "Fix the stream's entry in stream_maps.",
+}
+"""What to do about each input error the SDK raises."""
+
 EXPLAINED: dict[type[Exception], type[InputError]] = {
     cls: type(cls.__name__, (InputError, cls), {"__doc__": f"{cls.__name__}, worded for users."})
-    for cls in (
-        InvalidInputLine, MissingKeyPropertiesError, RecordsWithoutSchemaException, SchemaMismatch
-    )
+    for cls in ADVICE
 }
 """Input errors as the SDK names them, also `InputError`s so the CLI prints them plainly."""
 
 
+def _shown(expression: str | None) -> str:
+    """` (description: '<p>' + body)` for a message, or nothing if it is not known."""
+    return f" ({expression})" if expression else ""
+
+
+def _no_constant(name: str) -> t.NoReturn:
+    """NaN and Infinity: Python's parser reads them, but they are not JSON (Aha! would get an
+    invalid body)."""
+    raise ValueError(f"{name} is not a JSON value")
+
+
 class CountingReader(SingerReader):
-    """The SDK's reader, counting lines so that input errors can say where they are."""
+    """The SDK's reader, counting lines so that input errors can say where they are.
+
+    Its loop is the SDK's (`GenericSingerReader.process_lines`), with every line read with a
+    bound and checked (`messages.check_message`) before the SDK handles it.
+    """
 
     line_number = 0
 
@@ -182,28 +225,36 @@ class CountingReader(SingerReader):
         """Parse one line; bad JSON becomes an `InputError` naming the line."""
         self.line_number += 1
         try:
-            return deserialize_json(line)
-        except json.JSONDecodeError as exc:
+            return deserialize_json(line, parse_constant=_no_constant)
+        except ValueError as exc:  # JSONDecodeError, or NaN/Infinity (not JSON, not sendable)
+            where = f" at column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else ""
+            reason = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
             raise InputError(
-                f"Input line {self.line_number} is not valid JSON ({exc.msg} at column "
-                f"{exc.colno}): {line[:200]!r}. target-aha reads Singer messages, one JSON "
-                "object per line; check the tap's output."
+                f"Input line {self.line_number} is not valid JSON ({reason}{where}): "
+                f"{line[:200]!r}. target-aha reads Singer messages, one JSON object per line; "
+                f"check the tap's output. {NOT_DONE}"
             ) from exc
+        except RecursionError as exc:
+            raise too_deep(self.line_number) from exc
 
     def process_lines(
         self, file_input: t.IO[str] | None, callbacks: dict[str, t.Callable[[dict], None]]
     ) -> t.Counter[str]:
         """Read the input; malformed input ends the run with a message naming the line."""
+        stats: t.Counter[str] = Counter()
         try:
-            return super().process_lines(file_input, callbacks)
+            for text in bounded_lines(file_input or self.default_input, self):
+                self._current_message = text
+                message = check_message(self.deserialize_json(text), text, self.line_number)
+                kind = KNOWN_TYPES[message["type"]]
+                callbacks[kind](message)
+                stats[kind] += 1
+        except InputError:
+            raise  # already worded, with its line
         except tuple(EXPLAINED) as exc:
-            explained = next(v for k, v in EXPLAINED.items() if isinstance(exc, k))
-            raise explained(
-                f"Input line {self.line_number} cannot be loaded: {str(exc).rstrip('.')}. "
-                "Check the tap's "
-                "output (every RECORD needs a SCHEMA before it, and must match it); nothing "
-                "after this line was sent and no STATE was emitted for it."
-            ) from exc
+            cls = next(k for k in ADVICE if isinstance(exc, k))
+            raise cannot_load(self.line_number, str(exc), ADVICE[cls], EXPLAINED[cls]) from exc
+        return stats
 
 
 class TargetAha(Target):
@@ -223,6 +274,7 @@ class TargetAha(Target):
     def __init__(self, **kwargs: t.Any) -> None:
         self._destinations: dict[str, Destination] = {}
         self._last_state: dict | None = None
+        self._positions: t.Counter[str] = Counter()  # RECORD messages read, per input stream
         super().__init__(**kwargs)
         self._check_settings()
         self.dry_run = bool(self.config.get("dry_run"))
@@ -359,6 +411,96 @@ class TargetAha(Target):
         self.progress.start()  # a run with a stream to load has begun
         return sink
 
+    @property
+    def line(self) -> int:
+        """The number of the input line being handled (for messages)."""
+        return t.cast(CountingReader, self.message_reader).line_number
+
+    def setup_mapper(self) -> None:
+        """The SDK's stream maps, guarded (`maps.guard_mapper`) so a failing one is worded."""
+        super().setup_mapper()
+        guard_mapper(self.mapper)
+
+    def _process_schema_message(self, message_dict: dict) -> None:
+        """Register the stream as the SDK does, then guard its stream maps (`maps.guard`)."""
+        stream = message_dict["stream"]
+        try:
+            super()._process_schema_message(message_dict)
+        except MapFailed as exc:
+            raise cannot_load(
+                self.line,
+                f"the stream map{_shown(exc.expression)} of stream '{stream}' cannot be set "
+                f"up: {exc}",
+                "Fix the stream's entry in stream_maps.",
+            ) from exc
+        for stream_map in self.mapper.stream_maps[stream]:
+            guard(stream_map)
+
+    def _process_activate_version_message(self, message_dict: dict) -> None:
+        """As the SDK (which ignores it for target-aha's sinks), once the stream is known."""
+        if message_dict["stream"] not in self.mapper.stream_maps:
+            raise cannot_load(
+                self.line,
+                f"ACTIVATE_VERSION for stream '{message_dict['stream']}' came before any "
+                "SCHEMA of that stream",
+                "Check the tap's output: every stream's SCHEMA comes before its messages.",
+            )
+        super()._process_activate_version_message(message_dict)
+
+    def _process_record_message(self, message_dict: dict) -> None:
+        """Hand the record to the SDK (maps, validation, the sink), or reject what is no object.
+
+        A failing stream map, or a record that does not match its SCHEMA, stops the run naming
+        the input line, the stream and the record (and the expression); a `record` that is
+        null or not an object ends as a rejected results line under `on_record_error`, so
+        that every record read has its line.
+        """
+        stream, record = message_dict["stream"], message_dict["record"]
+        self._positions[stream] += 1
+        if not isinstance(record, dict):
+            self._reject_unreadable(stream, record)
+            return
+        try:
+            super()._process_record_message(message_dict)
+        except MapFailed as exc:
+            raise cannot_load(
+                self.line,
+                f"the stream map{_shown(exc.expression)} of stream '{stream}' failed on "
+                f"{self._record_where(stream, record)}: {exc}",
+                "Fix the expression in stream_maps so that it works for this record: a field "
+                "may be null or missing (guard it, as in `('<p>' + body + '</p>') if body "
+                "else None`); or fix the tap's output.",
+            ) from exc
+        except (SchemaMismatch, MissingKeyPropertiesError) as exc:
+            cls = SchemaMismatch if isinstance(exc, SchemaMismatch) else MissingKeyPropertiesError
+            raise cannot_load(
+                self.line,
+                f"stream '{stream}', {self._record_where(stream, record)}: {exc}",
+                ADVICE[cls],
+                EXPLAINED[cls],
+            ) from exc
+
+    def _record_where(self, stream: str, record: dict) -> str:
+        """`record #3 (key 'K-1')` of an input stream, the key as its SCHEMA names it."""
+        maps = self.mapper.stream_maps.get(stream) or []
+        fields = list(maps[0].raw_key_properties or []) if maps else []
+        if stream in self._destinations and self._destinations[stream].key_property:
+            fields = [t.cast(str, self._destinations[stream].key_property)]
+        values = [record.get(f) for f in fields]
+        key = "|".join(str(v) for v in values) if values and None not in values else None
+        return f"record #{self._positions[stream]}" + (f" (key {key!r})" if key else "")
+
+    def _reject_unreadable(self, stream: str, record: object) -> None:
+        """Reject a RECORD whose `record` is not an object in every sink its stream feeds."""
+        if stream not in self.mapper.stream_maps:
+            self._assert_sink_exists(stream)
+        kind = "null" if record is None else f"a JSON {json_kind(record)}"
+        error = f'input line {self.line}: the RECORD\'s "record" is {kind}, not a JSON object'
+        for stream_map in self.mapper.stream_maps[stream]:
+            if not isinstance(stream_map, RemoveRecordTransform):
+                sink = self.get_sink(stream_map.stream_alias)
+                t.cast(AhaSink, sink).reject_unreadable(error)
+
     def _process_state_message(self, message_dict: dict) -> None:
         """Keep the tap's STATE; settle and emit it if state_interval_seconds has passed."""
         super()._process_state_message(message_dict)
@@ -385,6 +527,40 @@ class TargetAha(Target):
         self.run.results.close()
         if self.run.ledger is not None:
             self.run.ledger.close()
+
+    @classmethod
+    def cb_config(
+        cls, ctx: click.Context, param: click.Option, value: tuple[str, ...]
+    ) -> _ConfigInput:
+        """Read the `--config` files as the SDK does; one that cannot be read ends the run
+        with a message naming the file (never its content: it holds the API key)."""
+        for path in value:
+            if path == "ENV":
+                continue
+            try:
+                loaded = json.loads(Path(path).read_text(encoding="utf-8"))
+            except FileNotFoundError:
+                problem = "does not exist"
+            except IsADirectoryError:
+                problem = "is a directory"
+            except OSError as exc:
+                problem = f"cannot be read ({exc.strerror})"
+            except UnicodeDecodeError:
+                problem = "is not UTF-8 text"
+            except json.JSONDecodeError as exc:
+                problem = f"is not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})"
+            else:
+                if isinstance(loaded, dict):
+                    continue
+                problem = "is not a JSON object of settings"
+            cls.logger.error(
+                "The config file '%s' given with --config %s. Give the path of a JSON file "
+                'holding an object of settings ({"subdomain": ..., "streams": ...}), or '
+                "--config ENV to read TARGET_AHA_* environment variables.",
+                path, problem,
+            )
+            ctx.exit(1)
+        return super().cb_config(ctx, param, value)
 
     @classmethod
     def get_singer_command(cls) -> click.Command:
