@@ -90,8 +90,6 @@ BAD_LINES: list[tuple[list[str], str]] = [
     ([SCHEMA_G, '{"type": "RECORD", "stream": "g"}'],
      "the RECORD message of stream 'g' has no \"record\""),
     (['{"type": "STATE"}'], 'the STATE message has no "value"'),
-    ([SCHEMA_G, '{"type": "RECORD", "stream": "g", "record": {"n": NaN}}'],
-     "Input line 2 is not valid JSON (NaN is not a JSON value)"),
     (['{"type": "SCHEMA", "stream": "g", "schema": 5}'],
      "the SCHEMA message of stream 'g' has \"schema\": 5, not a JSON object"),
     (['{"type": "SCHEMA", "stream": "g", "schema": {"type": "object", "properties": 5}}'],
@@ -192,7 +190,7 @@ def test_a_stream_map_failing_on_one_record_names_it(sandbox: Sandbox, run_targe
     assert "Traceback" not in run.stderr
     assert run.states == [{"n": 1}]
     assert [line["key"] for line in run.results] == ["R-1"]
-    assert [o["description"] for o in sandbox.objects("feature")] == ["<p>first</p>"]
+    assert [o["description"]["body"] for o in sandbox.objects("feature")] == ["<p>first</p>"]
 
     # The guard the message suggests loads the record.
     guarded = {**README_MAP, "description": "('<p>' + body + '</p>') if body else None"}
