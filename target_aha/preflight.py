@@ -23,6 +23,7 @@ from target_aha.destination import Destination
 from target_aha.endpoints import path_params
 from target_aha.errors import RecordError
 from target_aha.shaping import fill_path
+from target_aha.transport import AnswerTooLarge, DeadlinePassed
 
 
 @dataclass(frozen=True)
@@ -207,7 +208,7 @@ class _Checker:
             try:
                 answer = self._client.send(request)
             except requests.RequestException as exc:
-                problem = f"{type(exc).__name__}"
+                problem = _problem(exc)
                 continue
             if classify(answer.status) is not Verdict.RETRY:
                 return answer
@@ -217,3 +218,11 @@ class _Checker:
             f"{ATTEMPTS} tries ({problem}). Check subdomain/base_url and that Aha! is "
             "reachable from here, then run the test again."
         )
+
+
+def _problem(exc: requests.RequestException) -> str:
+    """A transport error's kind, with the wording of target-aha's own bounds (theirs can name
+    URLs and headers, ours say only which bound was hit)."""
+    if isinstance(exc, AnswerTooLarge | DeadlinePassed):
+        return f"{type(exc).__name__}: {exc}"
+    return type(exc).__name__

@@ -22,13 +22,17 @@ from urllib.parse import urlsplit
 import requests
 
 from target_aha.client import thread_session
+from target_aha.transport import AnswerTooLarge, exchange
 
 RETRIES = 3
 """Retries of one post on a connection error, a timeout, 408, 429 or 5xx."""
 BACKOFF_SECONDS = 0.2
 """First wait between attempts; it doubles each retry (0.2, 0.4, 0.8 s, with jitter)."""
-TIMEOUT = (3.05, 10.0)
-"""Seconds to connect and to read: a black-holed webhook costs seconds, not minutes."""
+TIMEOUT = 10.0
+"""Seconds for one post, from connecting to the last byte of the answer: a black-holed or
+trickling webhook costs seconds, not minutes."""
+ANSWER_LIMIT = 64 * 2**10
+"""The most of a webhook's answer that is read: its body is ignored, only the status counts."""
 GIVE_UP_AFTER = 3
 """After this many posts in a row failed every attempt, later posts get one attempt each
 (until one goes through), so a webhook that is down cannot stall the end of a long run."""
@@ -145,16 +149,21 @@ class Webhook:
             if attempt:
                 time.sleep(random.uniform(0.5, 1.0) * BACKOFF_SECONDS * 2 ** (attempt - 1))
             try:
-                response = thread_session(self._local, self._headers).post(
-                    url, data=data, timeout=TIMEOUT, allow_redirects=False
+                answer = exchange(
+                    thread_session(self._local, self._headers), "POST", url, data=data,
+                    seconds=TIMEOUT, limit=ANSWER_LIMIT,
                 )
+            except AnswerTooLarge as exc:
+                status = exc.status  # the body is ignored anyway: the status is enough
             except requests.RequestException as exc:
                 problem = f"{type(exc).__name__} after {attempt + 1} attempt(s)"
                 continue
-            if 200 <= response.status_code < 300:
+            else:
+                status = answer.status
+            if 200 <= status < 300:
                 return None
-            problem = f"HTTP {response.status_code} after {attempt + 1} attempt(s)"
-            if response.status_code not in (408, 429) and response.status_code < 500:
+            problem = f"HTTP {status} after {attempt + 1} attempt(s)"
+            if status not in (408, 429) and status < 500:
                 return problem
         return problem
 
