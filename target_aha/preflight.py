@@ -202,11 +202,16 @@ class _Checker:
 
     def _fetch(self, request: Request) -> Answer | str:
         problem = ""
-        for attempt in range(ATTEMPTS):
-            if attempt:
-                time.sleep(2 ** (attempt - 1))
+        tries = 0
+        while tries < ATTEMPTS:
+            if tries:
+                time.sleep(2 ** (tries - 1))
+            tries += 1
             try:
                 answer = self._client.send(request)
+            except AnswerTooLarge as exc:  # asking again would bring the same long answer
+                problem = _problem(exc)
+                break
             except requests.RequestException as exc:
                 problem = _problem(exc)
                 continue
@@ -215,8 +220,8 @@ class _Checker:
             problem = f"HTTP {answer.status}: {answer.excerpt()}"
         return (
             f"{request.describe()} got no usable answer from {self._client.account} after "
-            f"{ATTEMPTS} tries ({problem}). Check subdomain/base_url and that Aha! is "
-            "reachable from here, then run the test again."
+            f"{tries} {'try' if tries == 1 else 'tries'} ({problem}). Check subdomain/base_url "
+            "and that Aha! is reachable from here, then run the test again."
         )
 
 

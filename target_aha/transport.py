@@ -6,8 +6,8 @@ way target-aha talks HTTP (to Aha!, to the response webhook, in `--test`):
 
 - one watchdog thread closes the socket of any exchange past its deadline, whatever phase it
   is in (headers or body); the blocked read returns at once and the exchange ends with
-  `DeadlinePassed` (a `requests.Timeout`). Sessions must be made by `bounded_session` so that their connections
-  are known to the watchdog.
+  `DeadlinePassed` (a `requests.Timeout`). Sessions must be made by `bounded_session`, so
+  that the watchdog knows their connections.
 - the answer is streamed and read only up to `limit` bytes (after decompression); beyond
   that the exchange ends with `AnswerTooLarge` (the connection is dropped, not drained).
 - `WATCHDOG.close()` (the run is stopping) cuts every exchange in flight and every later one.
@@ -25,7 +25,6 @@ from typing import Any
 
 import requests
 from requests.adapters import HTTPAdapter
-from urllib3.connection import HTTPConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 CHUNK = 64 * 1024
@@ -54,7 +53,7 @@ class _Watch:
     """One exchange in flight: its deadline and the connections it used."""
 
     deadline: float
-    connections: list[HTTPConnection] = field(default_factory=list)
+    connections: list[object] = field(default_factory=list)
     expired: bool = False
 
 
@@ -90,7 +89,7 @@ class Watchdog:
             with self._cond:
                 self._watches.discard(entry)
 
-    def adopt(self, conn: HTTPConnection) -> None:
+    def adopt(self, conn: object) -> None:
         """A connection the current thread's exchange uses (called by the watched pools)."""
         entry: _Watch | None = getattr(self._local, "watch", None)
         if entry is not None:
@@ -126,7 +125,7 @@ class Watchdog:
                 self._cond.wait(wait)
 
 
-def _cut(conn: HTTPConnection) -> None:
+def _cut(conn: object) -> None:
     """Shut a connection's socket down: a read blocked on it returns at once."""
     sock = getattr(conn, "sock", None)
     if sock is not None:
@@ -201,8 +200,8 @@ def exchange(
 ) -> Exchanged:
     """One request, from connecting to the last byte of the answer within `seconds`.
 
-    Raises `DeadlinePassed` (a `requests.Timeout`) past the deadline, `AnswerTooLarge` for an answer over `limit`
-    bytes, and `requests.RequestException` for other network faults.
+    Raises `DeadlinePassed` (a `requests.Timeout`) past the deadline, `AnswerTooLarge` for
+    an answer over `limit` bytes, and `requests.RequestException` for other network faults.
     """
     with WATCHDOG.watch(seconds) as entry:
         try:

@@ -10,6 +10,7 @@ never sees the Aha! API key: the envelope carries only the method, URL, status a
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import queue
@@ -87,24 +88,38 @@ class Webhook:
                     worker.start()
         self._queue.put((url, body))
 
-    def join(self) -> None:
-        """Wait until every queued envelope was posted or given up on."""
-        self._queue.join()
+    def join(self, deadline: float | None = None) -> bool:
+        """Wait until every queued envelope was posted or given up on; whether all were.
 
-    def close(self) -> None:
-        """Post what is queued, stop the threads and log the tally."""
+        With a `deadline` (a `time.monotonic()` value, for a run that is ending early), wait
+        only until then.
+        """
+        done = self._queue.all_tasks_done
+        with done:
+            while self._queue.unfinished_tasks:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return False
+                done.wait(left)
+        return True
+
+    def close(self, deadline: float | None = None) -> None:
+        """Post what is queued (until `deadline`, if given), stop the threads, log the tally."""
         with self._lock:
             workers, self._workers = self._workers, []
         if not workers:
             return
-        self._queue.join()
+        unposted = 0 if self.join(deadline) else self._queue.unfinished_tasks
         for _ in workers:
-            self._queue.put(None)
-        if self.undelivered:
+            with contextlib.suppress(queue.Full):  # workers still busy die with the process
+                self._queue.put_nowait(None)
+        if self.undelivered or unposted:
             logger.warning(
                 "Response webhook: %d answers posted, %d could not be delivered (see the "
-                "warnings above); the results file has every record's outcome.",
+                "warnings above)%s; the results file has every record's outcome.",
                 self.delivered, self.undelivered,
+                f", {unposted} were not posted before the run stopped" if unposted
+                else "",
             )
         else:
             logger.info("Response webhook: %d answers posted.", self.delivered)

@@ -7,6 +7,7 @@ asks for, as slowly as it asks.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -14,11 +15,8 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
-
-import pytest
 
 from target_aha.sandbox import Sandbox
 from tests.conftest import EXECUTABLE, TOKEN, record, schema, state
@@ -27,9 +25,9 @@ FEATURE = {"f": {"endpoint": "create_feature", "release_id": "PRJ1-R-1"}}
 
 
 class Hostile:
-    """A TCP server on 127.0.0.1 that answers every connection with `answer(conn)`."""
+    """A TCP server on 127.0.0.1 that answers each connection with `answer(conn, request)`."""
 
-    def __init__(self, answer: Callable[[socket.socket], None]) -> None:
+    def __init__(self, answer: Callable[[socket.socket, bytes], None]) -> None:
         self.answer = answer
         self.connections = 0
         self.started: list[float] = []
@@ -51,12 +49,8 @@ class Hostile:
             threading.Thread(target=self._one, args=(conn,), daemon=True).start()
 
     def _one(self, conn: socket.socket) -> None:
-        with conn:
-            try:
-                conn.recv(65536)  # the request (small: one record)
-                self.answer(conn)
-            except OSError:
-                pass  # the client hung up: that is what these tests want
+        with conn, contextlib.suppress(OSError):  # the client hung up: as these tests want
+            self.answer(conn, conn.recv(65536))  # the request (small: one record)
 
     def __enter__(self) -> Hostile:
         threading.Thread(target=self._serve, daemon=True).start()
@@ -67,10 +61,10 @@ class Hostile:
         self._sock.close()
 
 
-def trickle(data: bytes) -> Callable[[socket.socket], None]:
+def trickle(data: bytes) -> Callable[[socket.socket, bytes], None]:
     """Send `data` one byte every 0.25 s (each read gets a byte well within any timeout)."""
 
-    def answer(conn: socket.socket) -> None:
+    def answer(conn: socket.socket, _request: bytes) -> None:
         for byte in data:
             conn.sendall(bytes([byte]))
             time.sleep(0.25)
@@ -78,7 +72,7 @@ def trickle(data: bytes) -> Callable[[socket.socket], None]:
     return answer
 
 
-def huge(conn: socket.socket) -> None:
+def huge(conn: socket.socket, _request: bytes) -> None:
     """A 200 with a 300 MB JSON body, sent as fast as the client reads."""
     chunk = b'"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",' * 20000  # 1 MB
     conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
@@ -165,3 +159,93 @@ def test_a_huge_answer_is_not_read_into_memory(tmp_path: Path) -> None:
     assert test_code == 1
     assert "FAIL  API key" in test_out
     assert "longer than 16 MiB" in test_out
+
+
+def answer_unless_stuck(conn: socket.socket, request: bytes) -> None:
+    """Create a feature at once, unless the record's name says `stuck`: then never answer."""
+    if b"stuck" in request:
+        time.sleep(120)
+        return
+    body = json.dumps({"feature": {"id": "100", "reference_num": "PRJ1-1"}}).encode()
+    conn.sendall(b"HTTP/1.1 201 Created\r\nContent-Type: application/json\r\nConnection: close"
+                 b"\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+
+
+def start_target(tmp_path: Path, config: dict, lines: str) -> subprocess.Popen[str]:
+    """The target with `lines` written to its stdin, which stays open (a tap still running)."""
+    proc = subprocess.Popen(
+        [EXECUTABLE, "--config", str(write_config(tmp_path, config))], stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    assert proc.stdin is not None
+    proc.stdin.write(lines)
+    proc.stdin.flush()
+    return proc
+
+
+def wait_for(condition: Callable[[], bool], seconds: float = 20) -> None:
+    end = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < end, "timed out waiting"
+        time.sleep(0.05)
+
+
+def test_sigterm_ends_a_run_stuck_on_a_request(tmp_path: Path) -> None:
+    # The first record settles (and its STATE is emitted); the second hangs on a server that
+    # never answers, and the drain before STATE {"n": 2} waits for it. SIGTERM must end the
+    # run within seconds, non-zero, with no STATE and no results line for the stuck record.
+    with Hostile(answer_unless_stuck) as server:
+        proc = start_target(tmp_path, {
+            "base_url": server.url, "api_key": TOKEN, "streams": FEATURE,
+            "state_interval_seconds": 1e-9,
+        }, messages(schema("f"), record("f", {"name": "fine"}), state({"n": 1}),
+                    record("f", {"name": "stuck"}), state({"n": 2})))
+        wait_for(lambda: server.connections == 2)
+        time.sleep(0.3)
+        signalled = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+        took = time.monotonic() - signalled
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert took < 6, took
+    assert [json.loads(x) for x in out.splitlines()] == [{"n": 1}]
+    assert [(r["status"], r["aha_id"]) for r in results(tmp_path)] == [("succeeded", "100")]
+    assert "Stopped by SIGTERM before the end of the input: 1 records settled" in err
+    assert "1 requests in flight were cut short" in err
+    assert "Traceback" not in err
+
+
+def test_sigint_with_everything_settled_emits_state_and_exits_non_zero(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    proc = start_target(tmp_path, {
+        "base_url": sandbox.base_url, "api_key": TOKEN, "streams": FEATURE,
+    }, messages(schema("f"), record("f", {"name": "a"}), record("f", {"name": "b"}),
+                state({"n": 2})))
+    wait_for(lambda: len(sandbox.objects("feature")) == 2)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 128 + signal.SIGINT, err
+    assert [json.loads(x) for x in out.splitlines()] == [{"n": 2}]
+    assert [r["status"] for r in results(tmp_path)] == ["succeeded", "succeeded"]
+    assert "every record read so far was settled" in err
+    assert "Traceback" not in err
+
+
+def test_a_bad_line_waits_for_the_requests_in_flight(sandbox: Sandbox, run_target) -> None:
+    # 10 creates in flight on a slow Aha! when an invalid line arrives: each object Aha!
+    # created has its results line, so nothing created is unaccounted for.
+    sandbox.configure(latency_ms=800)
+    run = run_target(
+        {"streams": FEATURE},
+        [schema("f"), *(record("f", {"name": f"n{i}"}) for i in range(10)), "{not json"],
+        sandbox=sandbox,
+    )
+    assert run.returncode == 1
+    assert "Input line 12 is not valid JSON" in run.stderr
+    created = {o["id"] for o in sandbox.objects("feature")}
+    assert created
+    assert {r["aha_id"] for r in run.results if r["status"] == "succeeded"} == created
+    assert len(run.results) == len(created)
+    assert run.states == []
