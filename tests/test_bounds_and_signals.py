@@ -18,6 +18,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
+from target_aha import expressions
+from target_aha.errors import ConfigError
+from target_aha.expressions import BatchExpression, ExpressionError
 from target_aha.sandbox import Sandbox
 from tests.conftest import EXECUTABLE, TOKEN, record, schema, state
 
@@ -248,4 +253,52 @@ def test_a_bad_line_waits_for_the_requests_in_flight(sandbox: Sandbox, run_targe
     assert created
     assert {r["aha_id"] for r in run.results if r["status"] == "succeeded"} == created
     assert len(run.results) == len(created)
+    assert run.states == []
+
+
+# -- batch expressions: memory, time, size and nesting are bounded ----------------------------
+
+RECORDS = [{"title": f"t{i}"} for i in range(3)]
+
+
+@pytest.mark.parametrize(
+    ("code", "error"),
+    [
+        ("{'x': 'a'.ljust(3000000000)}", "it needed more than 512 MiB of memory"),
+        ("{'x': ''.ljust(20000000, 'a')}", "its result is larger than 16 MiB"),
+        ("{'x': json.loads(''.ljust(100000, '['))}", "nested too deeply"),
+        ("[sha256(''.ljust(100000000, 'a')) for r in records * 1000]", "ran longer than 1 s"),
+    ],
+    ids=["memory", "size", "nesting", "spin"],
+)
+def test_a_batch_expression_cannot_exhaust_memory_or_time(
+    monkeypatch: pytest.MonkeyPatch, code: str, error: str
+) -> None:
+    monkeypatch.setattr(expressions, "EVAL_SECONDS", 1.0)  # the spin would take minutes
+    started = time.monotonic()
+    with pytest.raises(ExpressionError, match="w failed") as caught:
+        BatchExpression(code, "w").evaluate(RECORDS, "s")
+    assert error in str(caught.value)
+    assert time.monotonic() - started < 5
+
+
+def test_a_deeply_nested_expression_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match=r"not a valid expression \(it is nested too deeply\)"):
+        BatchExpression("-" * 100000 + "1", "w")
+
+
+def test_a_memory_hungry_expression_stops_the_run_with_its_message(
+    sandbox: Sandbox, run_target
+) -> None:
+    config = {"streams": {"c": {"endpoint": "custom", "url": "/echo/bulk/ideas",
+                                "key_property": "k",
+                                "batch": {"size": 2, "algorithm": "code",
+                                          "code": "{'x': 'a'.ljust(3000000000)}"}}}}
+    run = run_target(config, [schema("c"), record("c", {"k": "K0"}), record("c", {"k": "K1"}),
+                              state({"n": 2})], sandbox=sandbox)
+    assert run.returncode == 1
+    assert "streams.c.batch.code failed: it needed more than 512 MiB of memory" in run.stderr
+    assert "Traceback" not in run.stderr
+    assert sandbox.requests() == []
+    assert [line["status"] for line in run.results] == ["rejected", "rejected"]
     assert run.states == []
