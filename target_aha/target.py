@@ -100,7 +100,8 @@ SETTINGS = th.PropertiesList(
     ),
     th.Property(
         "request_timeout", th.NumberType(exclusive_minimum=0), default=60,
-        description="Seconds for one HTTP request.",
+        description="Seconds for one whole HTTP request, from connecting to the last "
+        "byte of the answer.",
     ),
     th.Property(
         "max_retries", th.IntegerType(minimum=0), default=8,
