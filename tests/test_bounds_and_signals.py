@@ -302,3 +302,22 @@ def test_a_memory_hungry_expression_stops_the_run_with_its_message(
     assert sandbox.requests() == []
     assert [line["status"] for line in run.results] == ["rejected", "rejected"]
     assert run.states == []
+
+
+def test_a_rejected_record_under_fail_waits_for_the_others_in_flight(
+    sandbox: Sandbox, run_target
+) -> None:
+    # One of 8 concurrent creates is refused (422, on_record_error: fail): the 7 others are
+    # in flight on a slow Aha! and are created; each of them still gets its results line.
+    sandbox.configure(latency_ms=800)
+    names = ["FAIL-422", *(f"n{i}" for i in range(7))]
+    run = run_target({"streams": FEATURE},
+                     [schema("f"), *(record("f", {"name": n}) for n in names), state({"n": 8})],
+                     sandbox=sandbox)
+    assert run.returncode == 1
+    assert "Record rejected" in run.stderr
+    created = {o["id"] for o in sandbox.objects("feature")}
+    assert len(created) == 7
+    assert {r["aha_id"] for r in run.results if r["status"] == "succeeded"} == created
+    assert [r["status"] for r in run.results].count("rejected") == 1
+    assert run.states == []
