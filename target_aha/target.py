@@ -352,11 +352,13 @@ class TargetAha(Target):
             super()._write_state_message(state)
 
     def process_endofpipe(self) -> None:
-        """Settle everything, emit the last STATE, then release the run's threads and files."""
-        try:
-            super().process_endofpipe()
-        finally:
-            self._end_run()
+        """Settle everything, emit the last STATE, then release the run's threads and files.
+
+        If settling fails, `load` first waits (bounded) for what is still in flight, so the
+        results file must stay open until then: it closes the run, not this method.
+        """
+        super().process_endofpipe()
+        self._end_run()
         self.logger.info("target-aha finished: %s", self.run.results.summary())
 
     def load(self, file_input: t.IO[str] | None = None) -> None:
