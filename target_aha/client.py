@@ -25,9 +25,13 @@ from urllib3.util import parse_url
 
 from target_aha.errors import ConfigError
 from target_aha.redact import MASK, mask_url, secret_name
+from target_aha.transport import bounded_session, exchange
 
 ANSWER_EXCERPT = 500
 """How much of an answer's body an error message shows."""
+ANSWER_LIMIT = 16 * 2**20
+"""The most of an Aha! answer that is read (the largest real answers are far smaller): a
+longer one is an error, as a timeout is, and never fills memory."""
 LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
 """Hosts that may be reached over plain http (the local sandbox, a local receiver)."""
 CONTENT_TYPES = {"json": "application/json", "form": "application/x-www-form-urlencoded"}
@@ -162,16 +166,21 @@ class AhaClient:
         return {**self._headers, **auth, **content, **request.headers}
 
     def send(self, request: Request) -> Answer:
-        """One attempt; raises `requests.RequestException` on timeouts and network faults."""
-        response = thread_session(self._local, self._headers).request(
+        """One attempt, bounded as a whole by `request_timeout` and `ANSWER_LIMIT`.
+
+        Raises `requests.RequestException` on timeouts, network faults and answers over the
+        limit (`transport.AnswerTooLarge`): all mean the outcome is unknown.
+        """
+        got = exchange(
+            thread_session(self._local, self._headers),
             request.method,
             self.url(request),
+            seconds=self._timeout,
+            limit=ANSWER_LIMIT,
             data=encode_body(request),
             headers=self._headers_for(request),
-            timeout=self._timeout,
-            allow_redirects=False,
         )
-        return Answer(response.status_code, dict(response.headers), response.text)
+        return Answer(got.status, got.headers, got.text)
 
 
 @dataclass(frozen=True)
@@ -278,8 +287,7 @@ def thread_session(local: threading.local, headers: Mapping[str, str]) -> reques
     """This thread's keep-alive session (requests sessions are not thread-safe)."""
     session = getattr(local, "session", None)
     if session is None:
-        session = requests.Session()
-        session.headers.update(headers)
+        session = bounded_session(headers)
         local.session = session
     return session
 

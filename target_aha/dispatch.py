@@ -172,7 +172,8 @@ class Sender:
                 answer = self.client.send(request)
             except requests.RequestException as exc:
                 last = f"{type(exc).__name__}: {exc}"
-                time.sleep(backoff.full_jitter(next(waits)))
+                if attempt < self.max_retries or recover is not None:  # Aha! may be committing
+                    time.sleep(backoff.full_jitter(next(waits)))
                 if recover is not None and (found := recover()) is not None:
                     return found
                 continue
@@ -194,7 +195,7 @@ class Sender:
             if verdict is Verdict.FATAL:
                 raise FatalAhaError(self._fatal_message(answer, request, where))
             last = f"HTTP {answer.status}: {answer.excerpt()}"
-            if paused is None:
+            if paused is None and attempt < self.max_retries:
                 time.sleep(backoff.full_jitter(next(waits)))
             # A gateway's 502/504 can come after the application committed: look first.
             if answer.status >= 500 and recover is not None and (found := recover()) is not None:
@@ -258,6 +259,15 @@ class DryRunSender:
             sys.stderr.write(json.dumps(line) + "\n")
             sys.stderr.flush()
         return None
+
+
+class Unsettled(Exception):
+    """Work did not settle before the deadline of a run that is ending early."""
+
+
+def _left(deadline: float | None) -> float | None:
+    """Seconds until `deadline` (never negative), or None for no deadline."""
+    return None if deadline is None else max(deadline - time.monotonic(), 0.0)
 
 
 class _Task:
@@ -326,12 +336,40 @@ class Dispatcher:
         with self._lock:
             return any(key in self._tails for key in keys)
 
-    def join(self) -> None:
-        """Wait until every submitted task ended; raise the fatal error if one occurred."""
+    def join(self, deadline: float | None = None) -> None:
+        """Wait until every submitted task ended; raise the fatal error if one occurred.
+
+        With a `deadline` (a `time.monotonic()` value), raise `Unsettled` once it passed.
+        """
         with self._settled:
             while self._outstanding and self._fatal is None:
-                self._settled.wait()
+                if not self._settled.wait(_left(deadline)) and _left(deadline) == 0:
+                    raise Unsettled(f"{self._outstanding} requests did not end in time")
         self.check()
+
+    def wait(self, deadline: float) -> bool:
+        """Wait until every submitted task ended, at most until `deadline`; whether all did.
+
+        Unlike `join`, a fatal error does not end the wait: tasks already running when it
+        came are given until the deadline to end and write their outcomes.
+        """
+        with self._settled:
+            while self._outstanding:
+                if _left(deadline) == 0:
+                    return False
+                self._settled.wait(_left(deadline))
+        return True
+
+    def halt(self, reason: BaseException) -> None:
+        """Start no further task; `reason` is the fatal error unless there already is one."""
+        with self._lock:
+            self._fatal = self._fatal or reason
+
+    @property
+    def outstanding(self) -> int:
+        """Tasks submitted that have not ended (queued, waiting on a key, or running)."""
+        with self._lock:
+            return self._outstanding
 
     def check(self) -> None:
         """Raise the first fatal error, if any."""

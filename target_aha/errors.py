@@ -12,6 +12,21 @@ from typing import Any
 class TargetAhaError(Exception):
     """An error whose message is written for the user; it ends the run."""
 
+    exit_code = 1
+
+
+class Interrupted(TargetAhaError):
+    """SIGTERM or SIGINT: the run stopped before the end of its input.
+
+    It exits with 128 + the signal's number (143 for SIGTERM, 130 for SIGINT), as a shell
+    reports a process a signal ended, so a scheduler can tell the run did not finish.
+    """
+
+    def __init__(self, signum: int, message: str) -> None:
+        super().__init__(message)
+        self.signum = signum
+        self.exit_code = 128 + signum
+
 
 class ConfigError(TargetAhaError):
     """The configuration cannot work; found before any record is read or sent."""

@@ -24,6 +24,7 @@ from target_aha.endpoints import path_params
 from target_aha.errors import RecordError
 from target_aha.results import named_object
 from target_aha.shaping import fill_path
+from target_aha.transport import AnswerTooLarge, DeadlinePassed
 
 
 @dataclass(frozen=True)
@@ -224,21 +225,26 @@ class _Checker:
 
     def _fetch(self, request: Request) -> Answer | str:
         problem = ""
-        for attempt in range(ATTEMPTS):
-            if attempt:
-                time.sleep(2 ** (attempt - 1))
+        tries = 0
+        while tries < ATTEMPTS:
+            if tries:
+                time.sleep(2 ** (tries - 1))
+            tries += 1
             try:
                 answer = self._client.send(request)
+            except AnswerTooLarge as exc:  # asking again would bring the same long answer
+                problem = _problem(exc)
+                break
             except requests.RequestException as exc:
-                problem = f"{type(exc).__name__}"
+                problem = _problem(exc)
                 continue
             if classify(answer.status) is not Verdict.RETRY:
                 return answer
             problem = f"HTTP {answer.status}: {answer.excerpt()}"
         return (
             f"{request.describe()} got no usable answer from {self._client.account} after "
-            f"{ATTEMPTS} tries ({problem}). Check subdomain/base_url and that Aha! is "
-            "reachable from here, then run the test again."
+            f"{tries} {'try' if tries == 1 else 'tries'} ({problem}). Check subdomain/base_url "
+            "and that Aha! is reachable from here, then run the test again."
         )
 
 
@@ -250,3 +256,11 @@ def _not_aha(request: str, answer: Answer, expected: str) -> str:
         f"(the answer began: {shown[:200]}). Check that base_url is Aha!'s API "
         "(https://<subdomain>.aha.io/api/v1), not a proxy, a login page or another service."
     )
+
+
+def _problem(exc: requests.RequestException) -> str:
+    """A transport error's kind, with the wording of target-aha's own bounds (theirs can name
+    URLs and headers, ours say only which bound was hit)."""
+    if isinstance(exc, AnswerTooLarge | DeadlinePassed):
+        return f"{type(exc).__name__}: {exc}"
+    return type(exc).__name__

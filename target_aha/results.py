@@ -146,7 +146,9 @@ class Results:
         return "; ".join(parts)
 
     def close(self) -> None:
-        """Close the file."""
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        """Close the file (a sender thread still running when a run is cut short may write
+        after this: its line is counted, not written to a closed file)."""
+        with self._lock:
+            if self._file is not None:
+                self._file.close()
+                self._file = None

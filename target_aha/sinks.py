@@ -189,8 +189,7 @@ class AhaSink(BatchSink):
 
     def process_batch(self, context: dict) -> None:
         """Wait until every record handed over so far is settled (or raise the fatal error)."""
-        self.run.dispatcher.join()
-        self.run.webhook.join()
+        self.run.settle()
 
     def _deliver(
         self, request: Request, values: Mapping[str, str], parts: tuple[str, ...] | None,

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import re
+import signal
 import sys
 import threading
+import time
 import typing as t
 from collections import Counter
 from dataclasses import dataclass, field
@@ -35,8 +38,14 @@ from singer_sdk.singerlib.json import deserialize_json
 from target_aha import redact
 from target_aha.client import AhaClient, check_header, parse_http_url
 from target_aha.destination import Destination, parse_webhook_url
-from target_aha.dispatch import Dispatcher, DryRunSender, RateGate, Sender
-from target_aha.errors import ConfigError, InputError, SchemaMismatch, TargetAhaError
+from target_aha.dispatch import Dispatcher, DryRunSender, RateGate, Sender, Unsettled
+from target_aha.errors import (
+    ConfigError,
+    InputError,
+    Interrupted,
+    SchemaMismatch,
+    TargetAhaError,
+)
 from target_aha.ledger import Ledger, open_ledger
 from target_aha.maps import MapFailed, guard, guard_mapper
 from target_aha.messages import (
@@ -53,12 +62,18 @@ from target_aha.progress import Progress
 from target_aha.redact import REDACTOR
 from target_aha.results import Results
 from target_aha.sinks import AhaSink, sink_class
+from target_aha.transport import WATCHDOG
 from target_aha.webhook import Webhook
 
 if t.TYPE_CHECKING:
     from singer_sdk.sinks import Sink
 
 VERSION = version("target-aha")
+SETTLE_SECONDS = 3.0
+"""How long a run that ends early (a signal, a fatal error) waits for requests in flight to
+end and write their results lines; what is still running then is cut short, unsettled."""
+
+logger = logging.getLogger("target-aha")
 
 SETTINGS = th.PropertiesList(
     th.Property(
@@ -106,7 +121,8 @@ SETTINGS = th.PropertiesList(
     ),
     th.Property(
         "request_timeout", th.NumberType(exclusive_minimum=0), default=60,
-        description="Seconds for one HTTP request.",
+        description="Seconds for one whole HTTP request, from connecting to the last "
+        "byte of the answer.",
     ),
     th.Property(
         "max_retries", th.IntegerType(minimum=0), default=8,
@@ -167,6 +183,18 @@ class Run:
     gate: RateGate | None = None
     read: int = 0
     webhook: Webhook = field(default_factory=lambda: Webhook(f"target-aha/{VERSION}"))
+    deadline: float | None = None
+    """Set when the run ends early: waits for work end then (`time.monotonic()` value)."""
+
+    def settle(self) -> None:
+        """Wait until every record handed over has its outcome and its answer was posted.
+
+        A run that is ending early waits only until its `deadline`, then raises `Unsettled`
+        (so the SDK emits no STATE over records that have no outcome).
+        """
+        self.dispatcher.join(self.deadline)
+        if not self.webhook.join(self.deadline):
+            raise Unsettled("answers were still waiting to be posted to the response webhook")
 
     def figures(self) -> dict[str, int]:
         """The counters a progress line shows."""
@@ -271,6 +299,10 @@ class TargetAha(Target):
         self._last_state: dict | None = None
         self._positions: t.Counter[str] = Counter()  # RECORD messages read, per input stream
         super().__init__(**kwargs)
+        # Sinks are drained one after the other in the main thread (they all wait on the one
+        # dispatcher anyway), so a signal can always unwind a drain.
+        self.max_parallelism = 1
+        self._ended = False
         self._check_settings()
         self.dry_run = bool(self.config.get("dry_run"))
         self.run = self._start_run()
@@ -508,17 +540,82 @@ class TargetAha(Target):
             super()._write_state_message(state)
 
     def process_endofpipe(self) -> None:
-        """Settle everything, emit the last STATE, then release the run's threads and files."""
-        try:
-            super().process_endofpipe()
-        finally:
-            self._end_run()
+        """Settle everything, emit the last STATE, then release the run's threads and files.
+
+        If settling fails, `load` first waits (bounded) for what is still in flight, so the
+        results file must stay open until then: it closes the run, not this method.
+        """
+        super().process_endofpipe()
+        self._end_run()
         self.logger.info("target-aha finished: %s", self.run.results.summary())
 
+    def load(self, file_input: t.IO[str] | None = None) -> None:
+        """Read the input to its end; a run that ends early first settles what is in flight.
+
+        On a signal or any error, requests in flight get until `SETTLE_SECONDS` from now to
+        end and write their results lines; whatever still runs is then cut short and stays
+        unsettled (no results line, no STATE over it; a create among them is pending in the
+        ledger, so the next run finds it). After a signal, STATE is emitted if everything
+        read settled in time.
+        """
+        try:
+            self.listen(file_input)
+        except Interrupted as exc:
+            settled = self._wind_down(drain=True)
+            raise Interrupted(exc.signum, self._interrupted(exc.signum, settled)) from None
+        except BaseException:
+            self._wind_down(drain=False)
+            raise
+        finally:
+            self._end_run()
+
+    def _handle_termination(self, signum: int, frame: t.Any) -> None:
+        """SIGTERM/SIGINT: stop reading (and a second signal stops settling) at once."""
+        raise Interrupted(signum, f"Stopped by {signal.Signals(signum).name}.")
+
+    def _wind_down(self, *, drain: bool) -> bool:
+        """Settle (bounded) what is in flight; whether all of it settled."""
+        run = self.run
+        run.deadline = time.monotonic() + SETTLE_SECONDS
+        try:
+            if drain:  # the SDK's drain: partial batches go out, STATE only if all settled
+                self.drain_all()
+                return True
+            return run.dispatcher.wait(run.deadline) and run.webhook.join(run.deadline)
+        except Exception as exc:  # the run is ending on another error already
+            logger.debug("Settling before the end stopped: %s", exc)
+            return False
+        finally:
+            run.dispatcher.halt(Unsettled("the run is stopping"))
+            WATCHDOG.close()  # cut what still runs: its outcome stays unknown, never "settled"
+
+    def _interrupted(self, signum: int, settled: bool) -> str:
+        """The message of a run a signal stopped."""
+        name = signal.Signals(signum).name
+        done = sum(self.run.results.counts[s] for s in ("succeeded", "rejected", "dry_run"))
+        if settled:
+            outcome = (
+                "every record read so far was settled and the tap's latest STATE emitted"
+            )
+        else:
+            outcome = (
+                f"{self.run.dispatcher.outstanding} requests in flight were cut short after "
+                f"{SETTLE_SECONDS:g} s; their records have no results line and no STATE was "
+                "emitted over them (a create among them is found again by the next run, as "
+                "after a timeout)"
+            )
+        return (
+            f"Stopped by {name} before the end of the input: {done} records settled (see the "
+            f"results file); {outcome}. The run did not finish: run it again to load the rest."
+        )
+
     def _end_run(self) -> None:
+        if self._ended:
+            return
+        self._ended = True
         self.progress.stop()
         self.run.dispatcher.close()
-        self.run.webhook.close()
+        self.run.webhook.close(self.run.deadline)
         self.run.results.close()
         if self.run.ledger is not None:
             self.run.ledger.close()
@@ -573,8 +670,17 @@ class TargetAha(Target):
         return command
 
     @classmethod
-    def invoke(cls, *args: t.Any, test: bool = False, **kwargs: t.Any) -> None:
-        """Run the CLI; errors written for users are printed without a traceback.
+    def invoke(  # type: ignore[override]
+        cls,
+        *,
+        test: bool = False,
+        about: bool = False,
+        about_format: str | None = None,
+        config: _ConfigInput | None = None,
+        file_input: t.IO[str] | None = None,
+    ) -> None:
+        """Run the CLI (as the SDK's `Target.invoke`, loading through `load`); errors written
+        for users are printed without a traceback.
 
         Every log line goes through the redactor (installed here, once the SDK's logging is
         set up), and so does the traceback of an error nobody worded.
@@ -583,12 +689,18 @@ class TargetAha(Target):
         threading.excepthook = _log_thread_error
         try:
             if test:
-                cls._preflight(kwargs.get("config"))
-            super().invoke(*args, **kwargs)
+                cls._preflight(config)
+            super(Target, cls).invoke(about=about, about_format=about_format)
+            cls.print_version(print_fn=cls.logger.info)
+            config = config or _ConfigInput()
+            target = cls(
+                config=config.config, validate_config=True, parse_env_config=config.parse_env
+            )
+            target.load(file_input)
         except TargetAhaError as exc:
             cls.logger.error("%s", REDACTOR(str(exc)))
             sys.stderr.flush()
-            sys.exit(1)
+            sys.exit(exc.exit_code)
         except (ConfigValidationError, click.ClickException, click.exceptions.Exit, click.Abort):
             raise  # the SDK and click print these themselves (through the redacted log)
         except Exception as exc:  # shown redacted, instead of the raw traceback

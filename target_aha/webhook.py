@@ -12,6 +12,7 @@ what it received cannot make the webhook carry a secret onward).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import queue
@@ -25,13 +26,17 @@ from urllib3.util import parse_url
 
 from target_aha.client import thread_session
 from target_aha.redact import REDACTOR, mask_url
+from target_aha.transport import AnswerTooLarge, exchange
 
 RETRIES = 3
 """Retries of one post on a connection error, a timeout, 408, 429 or 5xx."""
 BACKOFF_SECONDS = 0.2
 """First wait between attempts; it doubles each retry (0.2, 0.4, 0.8 s, with jitter)."""
-TIMEOUT = (3.05, 10.0)
-"""Seconds to connect and to read: a black-holed webhook costs seconds, not minutes."""
+TIMEOUT = 10.0
+"""Seconds for one post, from connecting to the last byte of the answer: a black-holed or
+trickling webhook costs seconds, not minutes."""
+ANSWER_LIMIT = 64 * 2**10
+"""The most of a webhook's answer that is read: its body is ignored, only the status counts."""
 GIVE_UP_AFTER = 3
 """After this many posts in a row failed every attempt, later posts get one attempt each
 (until one goes through), so a webhook that is down cannot stall the end of a long run."""
@@ -89,24 +94,38 @@ class Webhook:
                     worker.start()
         self._queue.put((url, body))
 
-    def join(self) -> None:
-        """Wait until every queued envelope was posted or given up on."""
-        self._queue.join()
+    def join(self, deadline: float | None = None) -> bool:
+        """Wait until every queued envelope was posted or given up on; whether all were.
 
-    def close(self) -> None:
-        """Post what is queued, stop the threads and log the tally."""
+        With a `deadline` (a `time.monotonic()` value, for a run that is ending early), wait
+        only until then.
+        """
+        done = self._queue.all_tasks_done
+        with done:
+            while self._queue.unfinished_tasks:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return False
+                done.wait(left)
+        return True
+
+    def close(self, deadline: float | None = None) -> None:
+        """Post what is queued (until `deadline`, if given), stop the threads, log the tally."""
         with self._lock:
             workers, self._workers = self._workers, []
         if not workers:
             return
-        self._queue.join()
+        unposted = 0 if self.join(deadline) else self._queue.unfinished_tasks
         for _ in workers:
-            self._queue.put(None)
-        if self.undelivered:
+            with contextlib.suppress(queue.Full):  # workers still busy die with the process
+                self._queue.put_nowait(None)
+        if self.undelivered or unposted:
             logger.warning(
                 "Response webhook: %d answers posted, %d could not be delivered (see the "
-                "warnings above); the results file has every record's outcome.",
+                "warnings above)%s; the results file has every record's outcome.",
                 self.delivered, self.undelivered,
+                f", {unposted} were not posted before the run stopped" if unposted
+                else "",
             )
         else:
             logger.info("Response webhook: %d answers posted.", self.delivered)
@@ -151,16 +170,21 @@ class Webhook:
             if attempt:
                 time.sleep(random.uniform(0.5, 1.0) * BACKOFF_SECONDS * 2 ** (attempt - 1))
             try:
-                response = thread_session(self._local, self._headers).post(
-                    url, data=data, timeout=TIMEOUT, allow_redirects=False
+                answer = exchange(
+                    thread_session(self._local, self._headers), "POST", url, data=data,
+                    seconds=TIMEOUT, limit=ANSWER_LIMIT,
                 )
+            except AnswerTooLarge as exc:
+                status = exc.status  # the body is ignored anyway: the status is enough
             except requests.RequestException as exc:
                 problem = f"{type(exc).__name__} after {attempt + 1} attempt(s)"
                 continue
-            if 200 <= response.status_code < 300:
+            else:
+                status = answer.status
+            if 200 <= status < 300:
                 return None
-            problem = f"HTTP {response.status_code} after {attempt + 1} attempt(s)"
-            if response.status_code not in (408, 429) and response.status_code < 500:
+            problem = f"HTTP {status} after {attempt + 1} attempt(s)"
+            if status not in (408, 429) and status < 500:
                 return problem
         return problem
 
