@@ -314,7 +314,8 @@ def test_code_batch_builds_the_body_from_records_and_stream(
     run = run_target(batched(size=2, algorithm="code", code=code),
                      [schema("c"), *rows(3)], sandbox=sandbox)
     assert run.returncode == 0, run.stderr
-    first, second = (r["body"] for r in writes(sandbox))
+    # The two batches are sent concurrently: tell them apart by their size, not arrival order.
+    first, second = sorted((r["body"] for r in writes(sandbox)), key=lambda b: -b["count"])
     assert first["source"] == "c"
     assert first["count"] == 2
     assert [i["name"] for i in first["ideas"]] == ["T0", "T1"]
