@@ -294,7 +294,9 @@ class TargetAha(Target):
         TargetCapabilities.VALIDATE_RECORDS,
     ]
 
-    def __init__(self, **kwargs: t.Any) -> None:
+    def __init__(self, *, open_run: bool = True, **kwargs: t.Any) -> None:
+        """`open_run=False` (for `--test`) checks the settings and opens nothing: no results
+        file, no ledger (nor its lock), no threads."""
         self._destinations: dict[str, Destination] = {}
         self._last_state: dict | None = None
         self._positions: t.Counter[str] = Counter()  # RECORD messages read, per input stream
@@ -305,6 +307,8 @@ class TargetAha(Target):
         self._ended = False
         self._check_settings()
         self.dry_run = bool(self.config.get("dry_run"))
+        if not open_run:
+            return
         self.run = self._start_run()
         self.progress = Progress(self.number("progress_interval_seconds"), self.run.figures)
         self._MAX_RECORD_AGE_IN_MINUTES = self.number("state_interval_seconds") / 60
@@ -390,6 +394,15 @@ class TargetAha(Target):
         for stream, entry in streams.items():
             self._destinations[stream] = Destination.from_entry(stream, entry, self.base_url)
 
+    def client(self) -> AhaClient:
+        """The HTTP client of the account the settings name."""
+        return AhaClient(
+            self.base_url,
+            self.config.get("api_key") or "",
+            self.config["user_agent"],
+            self.number("request_timeout"),
+        )
+
     def _start_run(self) -> Run:
         config = self.config
         results = Results(config.get("results_path"))
@@ -401,12 +414,7 @@ class TargetAha(Target):
                 'ledger_path is "": upsert is off, so every run creates its records again '
                 "(re-runs and retries after a failure will duplicate objects in Aha!)."
             )
-        client = AhaClient(
-            self.base_url,
-            config.get("api_key") or "",
-            config["user_agent"],
-            self.number("request_timeout"),
-        )
+        client = self.client()
         gate = None
         if self.dry_run:
             sender: Sender | DryRunSender = DryRunSender(client)
@@ -716,13 +724,11 @@ class TargetAha(Target):
             config=config.config if config else None,
             validate_config=True,
             parse_env_config=bool(config and config.parse_env),
+            open_run=False,
         )
-        try:
-            passed = preflight(
-                target.run.sender.client, target.destinations(), lambda line: print(REDACTOR(line))
-            )
-        finally:
-            target._end_run()
+        passed = preflight(
+            target.client(), target.destinations(), lambda line: print(REDACTOR(line))
+        )
         sys.exit(0 if passed else 1)
 
 

@@ -137,3 +137,23 @@ def test_config_errors_still_come_first(sandbox: Sandbox, run_target) -> None:
     assert run.returncode == 1
     assert "allow_other_hosts" in run.stderr
     assert sandbox.requests() == []
+
+
+def test_test_writes_no_local_file_and_runs_beside_a_load(
+    sandbox: Sandbox, run_target, tmp_path
+) -> None:
+    # --test promises to write nothing: no results file, no ledger (and so no ledger lock,
+    # which would refuse --test while a nightly load holds the ledger).
+    import fcntl  # noqa: PLC0415 - only this test holds a lock
+
+    ledger, results = tmp_path / "held" / "ledger.sqlite", tmp_path / "r" / "out.jsonl"
+    ledger.parent.mkdir()
+    with (ledger.parent / "ledger.sqlite.lock").open("w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as a running load holds it
+        run = run_target(
+            {"streams": {"teams": {"endpoint": "create_team"}}, "ledger_path": str(ledger),
+             "results_path": str(results)},
+            [], sandbox=sandbox, extra_args=("--test",),
+        )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert not ledger.exists() and not results.parent.exists()
