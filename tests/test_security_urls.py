@@ -8,9 +8,7 @@ and the standard library would read differently is refused. Every message, log l
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -22,52 +20,11 @@ from target_aha.errors import ConfigError, FatalAhaError
 from target_aha.redact import REDACTOR, mask_url
 from target_aha.sandbox import Sandbox
 from tests.conftest import TOKEN, record, schema
+from tests.hostile import Hostile, Reply, Seen
 from tests.receiver import Receiver
 
 KEY = "K3y-0f-the-account-123"
 """An API key that a hostile server echoes back: it must never be shown."""
-
-
-class Hostile:
-    """An "Aha!" on 127.0.0.1 that misbehaves: `answer(method, path, headers)` decides.
-
-    Every request is kept as (method, path, headers) so a test can check what arrived.
-    """
-
-    def __init__(self, answer: Callable[[str, str, dict[str, str]], tuple[int, dict, str]]):
-        self.requests: list[tuple[str, str, dict[str, str]]] = []
-        hostile = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-            def _any(self) -> None:
-                self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                headers = dict(self.headers.items())
-                hostile.requests.append((self.command, self.path, headers))
-                status, extra, body = answer(self.command, self.path, headers)
-                data = body.encode()
-                self.send_response(status)
-                for name, value in {"Content-Type": "application/json", **extra}.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            do_GET = do_POST = do_PUT = _any  # noqa: N815
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        """Stop serving."""
-        self._server.shutdown()
-        self._server.server_close()
 
 
 @pytest.fixture
@@ -75,7 +32,11 @@ def hostile() -> Iterator[Callable[..., Hostile]]:
     servers: list[Hostile] = []
 
     def start(answer: Callable[[str, str, dict[str, str]], tuple[int, dict, str]]) -> Hostile:
-        servers.append(Hostile(answer))
+        def reply(seen: Seen) -> Reply:
+            status, headers, body = answer(seen.method, seen.path, seen.headers)
+            return status, headers, body.encode()
+
+        servers.append(Hostile(reply))
         return servers[-1]
 
     yield start
@@ -245,10 +206,10 @@ def test_nothing_shows_the_key_even_when_the_server_echoes_it(hostile, run_targe
         posted = hook.all_raw().decode()
     assert run.returncode == 0, run.stderr
     # The requests did carry the secrets where they belong.
-    things = next(r for r in aha.requests if r[1].startswith("/api/v1/things"))
-    assert "api_token=QSECRET" in things[1]
-    assert things[2]["X-Api-Token"] == "HSECRET"
-    assert things[2]["Authorization"] == f"Bearer {KEY}"
+    things = next(r for r in aha.seen if r.path.startswith("/api/v1/things"))
+    assert "api_token=QSECRET" in things.path
+    assert things.headers["X-Api-Token"] == "HSECRET"
+    assert things.headers["Authorization"] == f"Bearer {KEY}"
     shown = _everything(run) + posted
     for secret in (KEY, "QSECRET", "HSECRET", "LSECRET"):
         assert secret not in shown, secret
@@ -257,7 +218,7 @@ def test_nothing_shows_the_key_even_when_the_server_echoes_it(hostile, run_targe
     redirect = next(line for line in run.results if line["stream"] == "r")
     assert "https://elsewhere.example/in?token=***" in redirect["error"]
     # NaN and Infinity are refused before anything is sent, naming the field.
-    assert not any(r[1].startswith("/api/v1/nan") for r in aha.requests)
+    assert not any(r.path.startswith("/api/v1/nan") for r in aha.seen)
     nans = [line for line in run.results if line["stream"] == "n"]
     assert [line["status"] for line in nans] == ["rejected", "rejected"]
     assert "'score'" in nans[0]["error"] and "'deep'" in nans[1]["error"]

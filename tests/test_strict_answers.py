@@ -7,10 +7,8 @@ import json
 import os
 import signal
 import subprocess
-import threading
 import time
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -19,56 +17,33 @@ import requests
 from target_aha.ledger import Scope, SQLiteLedger
 from target_aha.sandbox import Sandbox
 from tests.conftest import EXECUTABLE, TOKEN, record, schema, state
+from tests.hostile import Hostile, Reply, Seen
 
 SECRET = "hostile-secret-token"
 Answer = tuple[int, str, bytes]  # status, content type, body
 HTML = (200, "text/html", b"<html><body>Please log in</body></html>")
 
 
-class Hostile:
-    """An http.server that answers each `METHOD /path` with what `routes` says (default 404)."""
+class Routed(Hostile):
+    """A hostile "Aha!" that answers each `METHOD /path` with what `routes` says (default 404);
+    `seen` holds (method, path, parsed body)."""
 
     def __init__(self) -> None:
         self.routes: dict[str, Answer | Callable[[dict[str, Any]], Answer]] = {}
-        self.seen: list[tuple[str, str, Any]] = []
-        hostile = self
+        super().__init__(self._reply)
+        self.base_url = self.url + "/api/v1"
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-            def _any(self) -> None:
-                raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                body = json.loads(raw) if raw else None
-                path = self.path.split("?", 1)[0]
-                hostile.seen.append((self.command, self.path, body))
-                route = hostile.routes.get(f"{self.command} {path}")
-                if callable(route):
-                    route = route(body)
-                status, kind, data = route or (404, "application/json", b'{"error": "nope"}')
-                self.send_response(status)
-                self.send_header("Content-Type", kind)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            do_GET = do_POST = do_PUT = _any  # noqa: N815
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self.base_url = f"http://127.0.0.1:{self._server.server_address[1]}/api/v1"
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+    def _reply(self, seen: Seen) -> Reply:
+        route = self.routes.get(f"{seen.method} {seen.path.split('?', 1)[0]}")
+        if callable(route):
+            route = route(json.loads(seen.body) if seen.body else None)
+        status, kind, data = route or (404, "application/json", b'{"error": "nope"}')
+        return status, {"Content-Type": kind}, data
 
 
 @pytest.fixture
-def hostile() -> Iterator[Hostile]:
-    server = Hostile()
+def hostile() -> Iterator[Routed]:
+    server = Routed()
     yield server
     server.close()
 
@@ -87,7 +62,7 @@ def no_object(body: dict[str, Any]) -> Answer:
     }[name]
 
 
-def test_a_2xx_without_an_object_is_no_quiet_success(hostile: Hostile, run_target, tmp_path):
+def test_a_2xx_without_an_object_is_no_quiet_success(hostile: Routed, run_target, tmp_path):
     path = "/api/v1/releases/R1/features"
     hostile.routes[f"POST {path}"] = no_object
     hostile.routes[f"GET {path}"] = js(200, {"features": [], "pagination": {"total_pages": 1}})
@@ -126,8 +101,8 @@ def test_a_2xx_without_an_object_is_no_quiet_success(hostile: Hostile, run_targe
     assert again.returncode != 0
     assert again.states == []
     assert "named no object" in again.stderr and "Traceback" not in again.stderr
-    assert [method for method, _, _ in hostile.seen] == ["GET", "POST"]
-    assert "q=html" in hostile.seen[0][1]
+    assert [seen.method for seen in hostile.seen] == ["GET", "POST"]
+    assert "q=html" in hostile.seen[0].path
 
 
 ME_OK = js(200, {"user": {"id": "1", "email": "a@example.com"}})
@@ -147,7 +122,7 @@ ME_OK = js(200, {"user": {"id": "1", "email": "a@example.com"}})
     ],
     ids=["containers", "user-string", "json-list", "html"],
 )
-def test_preflight_needs_ahas_answers(hostile: Hostile, run_target, routes, fails) -> None:
+def test_preflight_needs_ahas_answers(hostile: Routed, run_target, routes, fails) -> None:
     hostile.routes.update(routes)
     streams = {"f": {"endpoint": "create_feature", "release_id": "R1"},
                "r": {"endpoint": "create_custom_table_record", "product_id": "P1",
