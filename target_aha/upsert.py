@@ -169,14 +169,10 @@ class Upsert:
             obj = object_in(answer.data, self.template.wrapper)
             known = {"id": entry.aha_id, "reference_num": entry.reference_num, "url": entry.url}
             merged = {**known, **{k: v for k, v in obj.items() if v}}
-            try:
-                self.ledger.store(job.scope, merged, job.digest)
-            except LedgerError as exc:
-                raise Unrecorded(done, ledger_stop(
-                    job.where, exc, f"Aha! updated {_named(merged)}, but",
-                    "The ledger still has the previous body's hash, so the next run sends "
-                    "this update again.",
-                )) from exc
+            self._store(job, merged, job.digest, done,
+                        happened=f"Aha! updated {_named(merged)}, but",
+                        next_run="The ledger still has the previous body's hash, so the next "
+                        "run sends this update again.")
         return done
 
     def _create(self, job: Keyed) -> Delivered:
@@ -210,15 +206,18 @@ class Upsert:
             answer, job.request, self.template.wrapper, where=job.where, keyed=True
         )
         done = Delivered("create", answer=answer)
-        try:
-            self.ledger.store(job.scope, obj, job.digest)
-        except LedgerError as exc:
-            raise Unrecorded(done, ledger_stop(
-                job.where, exc, f"Aha! created {_named(obj)}, but",
-                "The key stays marked pending in the ledger, so the next run finds this "
-                "object and adopts it instead of creating it again.",
-            )) from exc
+        self._store(job, obj, job.digest, done, happened=f"Aha! created {_named(obj)}, but",
+                    next_run="The key stays marked pending in the ledger, so the next run "
+                    "finds this object and adopts it instead of creating it again.")
         return done
+
+    def _store(self, job: Keyed, obj: Mapping[str, Any], digest: str, done: Delivered, *,
+               happened: str, next_run: str) -> None:
+        """Note in the ledger what Aha! did; if the ledger fails, stop with `done` kept."""
+        try:
+            self.ledger.store(job.scope, obj, digest)
+        except LedgerError as exc:
+            raise Unrecorded(done, ledger_stop(job.where, exc, happened, next_run)) from exc
 
     def _adopt(self, entry: Entry, job: Keyed) -> Answer | None:
         """Settle a key an earlier attempt left pending: store the object it made, if any."""
@@ -226,14 +225,10 @@ class Upsert:
         adopted = self._adoptable(job, entry.pending_since, entry.pending_before)
         if adopted is not None:
             obj = object_in(adopted.data, self.template.wrapper)
-            try:
-                self.ledger.store(job.scope, obj, entry.body_hash)
-            except LedgerError as exc:
-                raise Unrecorded(Delivered("create", answer=adopted), ledger_stop(
-                    job.where, exc, f"an earlier attempt created {_named(obj)}, but",
-                    "The key stays marked pending in the ledger, so the next run adopts "
-                    "this object again instead of creating a second one.",
-                )) from exc
+            self._store(job, obj, entry.body_hash, Delivered("create", answer=adopted),
+                        happened=f"an earlier attempt created {_named(obj)}, but",
+                        next_run="The key stays marked pending in the ledger, so the next run "
+                        "adopts this object again instead of creating a second one.")
         return adopted
 
     def _adoptable(

@@ -210,17 +210,25 @@ def test_postgres_url_in_capitals_is_not_a_file_path(sandbox: Sandbox, tmp_path:
 # 4. Two runs at once on one SQLite ledger ------------------------------------------------------
 
 def start(cwd: Path, name: str, config: dict[str, Any], n: int,
-          called: str = "request") -> subprocess.Popen:
+          called: str = "request", *, hold_open: bool = False) -> subprocess.Popen:
+    """The target loading `n` records. `hold_open`: its input stays open after the records
+    (a tap still running) until the test sends the last line with `communicate`."""
     (cwd / f"{name}.json").write_text(json.dumps(config))
-    data = cwd / f"{name}.jsonl"
-    data.write_text("".join(json.dumps(m) + "\n" for m in [
+    lines = "".join(json.dumps(m) + "\n" for m in [
         schema("intake", key_properties=["id"]),
-        *(record("intake", {"id": f"REQ-{i}", "name": f"{called} {i}"}) for i in range(n)),
-        state({"done": n})]))
-    return subprocess.Popen(
-        [EXECUTABLE, "--config", str(cwd / f"{name}.json")], stdin=data.open(),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
+        *(record("intake", {"id": f"REQ-{i}", "name": f"{called} {i}"}) for i in range(n))])
+    command = [EXECUTABLE, "--config", str(cwd / f"{name}.json")]
+    if hold_open:
+        proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        assert proc.stdin is not None
+        proc.stdin.write(lines)
+        proc.stdin.flush()
+        return proc
+    data = cwd / f"{name}.jsonl"
+    data.write_text(lines + json.dumps(state({"done": n})) + "\n")
+    return subprocess.Popen(command, stdin=data.open(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
 
 
 def locked(path: Path) -> bool:
@@ -249,11 +257,13 @@ def test_two_runs_at_once_on_one_sqlite_ledger(sandbox: Sandbox, tmp_path: Path)
     lock = tmp_path / "ledger.sqlite.lock"
     cfg = {"base_url": sandbox.base_url, "api_key": TOKEN, "ledger_path": str(ledger),
            "streams": {"intake": FEATURES}, "max_concurrency": 2}
-    first = start(tmp_path, "first", {**cfg, "results_path": str(tmp_path / "r1.jsonl")}, 40)
+    # The first run's input stays open (its tap is still running) until the second has tried.
+    first = start(tmp_path, "first", {**cfg, "results_path": str(tmp_path / "r1.jsonl")}, 40,
+                  hold_open=True)
     wait_until(lambda: any(w["method"] == "POST" for w in writes(sandbox)))
     second = start(tmp_path, "second", {**cfg, "results_path": str(tmp_path / "r2.jsonl")}, 40)
     out2, err2 = second.communicate(timeout=60)
-    _, err1 = first.communicate(timeout=120)
+    _, err1 = first.communicate(json.dumps(state({"done": 40})) + "\n", timeout=120)
     assert first.returncode == 0, err1
     assert second.returncode == 1
     assert str(ledger) in err2 and "another target-aha run" in err2
