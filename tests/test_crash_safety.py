@@ -46,6 +46,19 @@ def start(config: Path, data: Path, results: Path) -> subprocess.Popen:
     )
 
 
+def posts_received(sb: Sandbox) -> int:
+    """Creates the sandbox has received so far."""
+    return sum(r["method"] == "POST" for r in sb.requests())
+
+
+def wait_for(condition: Any, seconds: float = 60) -> None:
+    """Poll `condition` until it holds (the test fails after `seconds`)."""
+    end = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < end, "timed out"
+        time.sleep(0.01)
+
+
 def one_per_key(sb: Sandbox, n: int) -> None:
     counts = Counter(o["name"] for o in sb.objects("feature"))
     assert counts == Counter({f"request {i}": 1 for i in range(n)})
@@ -56,10 +69,18 @@ def test_sigkill_at_several_points_then_rerun(sandbox: Sandbox, tmp_path: Path) 
     data = write_input(tmp_path / "in.jsonl", N)
     config = write_config(tmp_path / "c.json", sandbox, str(tmp_path / "ledger.sqlite"))
     kills = 0
-    for wait in (0.7, 1.6, 2.3, 0.05):
+    # Kill points by how far the load got (POSTs the sandbox received since the start), not
+    # by the clock, so a slow start-up on a busy machine cannot move them past the end; the
+    # last kill comes during start-up.
+    for posts in (5, 40, 90, 0):
         before = len(sandbox.objects("feature"))
+        seen = posts_received(sandbox)
         proc = start(config, data, tmp_path / f"results-{kills}.jsonl")
-        time.sleep(wait)
+        if posts:
+            wait_for(lambda target=seen + posts, running=proc:
+                     posts_received(sandbox) >= target or running.poll() is not None)
+        else:
+            time.sleep(0.05)
         if proc.poll() is None:
             os.kill(proc.pid, signal.SIGKILL)
             kills += 1
