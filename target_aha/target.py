@@ -7,6 +7,7 @@ import json
 import re
 import sys
 import threading
+import time
 import typing as t
 from dataclasses import dataclass, field
 from importlib.metadata import version
@@ -35,8 +36,9 @@ from target_aha.ledger import Ledger, open_ledger
 from target_aha.preflight import preflight
 from target_aha.progress import Progress
 from target_aha.redact import REDACTOR
-from target_aha.results import Results
+from target_aha.results import Results, new_run_id
 from target_aha.sinks import AhaSink, sink_class
+from target_aha.summary import Costs, log_summary
 from target_aha.webhook import Webhook
 
 if t.TYPE_CHECKING:
@@ -151,6 +153,14 @@ class Run:
     gate: RateGate | None = None
     read: int = 0
     webhook: Webhook = field(default_factory=lambda: Webhook(f"target-aha/{VERSION}"))
+    warned_id_key: set[str] = field(default_factory=set)
+    """Streams already warned that their key field `id` goes into Aha! bodies."""
+    started: float = field(default_factory=time.monotonic)
+
+    def costs(self) -> Costs:
+        """Time and requests the run has spent so far, for the summary."""
+        return Costs(time.monotonic() - self.started, self.sender.sent, self.sender.retries,
+                     self.gate.throttled if self.gate else 0)
 
     def figures(self) -> dict[str, int]:
         """The counters a progress line shows."""
@@ -313,7 +323,7 @@ class TargetAha(Target):
 
     def _start_run(self) -> Run:
         config = self.config
-        results = Results(config.get("results_path"))
+        results = Results(config.get("results_path"), new_run_id(self.dry_run))
         ledger = open_ledger(
             config["ledger_path"], dry_run=self.dry_run, pool_size=config["max_concurrency"]
         )
@@ -376,7 +386,7 @@ class TargetAha(Target):
             super().process_endofpipe()
         finally:
             self._end_run()
-        self.logger.info("target-aha finished: %s", self.run.results.summary())
+        log_summary(self.logger, self.run.results, self.run.costs(), self.dry_run)
 
     def _end_run(self) -> None:
         self.progress.stop()
