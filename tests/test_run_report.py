@@ -173,3 +173,27 @@ def test_each_results_line_names_its_run_and_dry_runs_are_marked(
     assert f'"run_id": "{real_id}"' in real.stderr
     assert f"finished dry run {dry_id} in" in dry.stderr
     assert "nothing sent (3 requests printed on stderr)" in dry.stderr
+
+
+def test_a_restarted_sandbox_is_a_new_account_to_the_ledger(run_target, tmp_path) -> None:
+    # Same port, new start: the ledger must not answer "unchanged" for objects the new, empty
+    # sandbox never had; the old URL says where the new one is.
+    config = {"streams": {"f": feature_stream(key="request_id")},
+              "ledger_path": str(tmp_path / "ledger.sqlite")}
+    messages = [schema("f"), record("f", {"request_id": "R-1", "name": "kept?"})]
+    with Sandbox() as first:
+        port, old_url = first.port, first.base_url
+        run = run_target(config, messages, sandbox=first)
+        assert [line["operation"] for line in run.results] == ["create"]
+    with Sandbox(port=port) as second:
+        assert second.base_url != old_url
+        assert second.base_url.startswith(f"http://127.0.0.1:{port}/sandbox-")
+        stale = run_target({**config, "base_url": old_url},
+                           [*messages, record("f", {"request_id": "R-2", "name": "new"})],
+                           sandbox=second)
+        assert stale.returncode == 1
+        assert f"this sandbox serves its API at {second.base_url}" in stale.stderr
+        run = run_target(config, messages, sandbox=second)
+        assert run.returncode == 0, run.stderr
+        assert [line["operation"] for line in run.results] == ["create"]
+        assert [o["name"] for o in second.objects("feature")] == ["kept?"]
