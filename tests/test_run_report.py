@@ -3,10 +3,17 @@ summary (streams, reasons, costs, total failure), crash recovery in the log, run
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
+
+import pytest
 
 from target_aha.sandbox import Sandbox
-from tests.conftest import record, schema, state
+from tests.conftest import REPO, find_meltano, record, schema, state
+
+README = REPO / "README.md"
 
 
 def feature_stream(release: str = "PRJ1-R-1", key: str = "id") -> dict:
@@ -197,3 +204,58 @@ def test_a_restarted_sandbox_is_a_new_account_to_the_ledger(run_target, tmp_path
         assert run.returncode == 0, run.stderr
         assert [line["operation"] for line in run.results] == ["create"]
         assert [o["name"] for o in second.objects("feature")] == ["kept?"]
+
+
+def test_readme_sandbox_snippet_for_a_meltano_project_runs(tmp_path) -> None:
+    # The README's block that starts the sandbox with the Python of a Meltano project's
+    # target-aha (the loader's virtualenv, which `meltano install` makes), run verbatim in a
+    # directory shaped like such a project.
+    text = README.read_text()
+    block = text.split("from the project's directory, start it in the background", 1)[1]
+    snippet = block.split("```sh\n", 1)[1].split("```", 1)[0]
+    loader_venv = REPO / ".meltano" / "loaders" / "target-aha" / "venv"
+    if find_meltano() is None:
+        pytest.skip("Meltano is not installed (make install)")
+    assert (loader_venv / "bin" / "python").exists(), "run `meltano install` (make install)"
+    (tmp_path / ".meltano" / "loaders" / "target-aha").mkdir(parents=True)
+    (tmp_path / ".meltano" / "loaders" / "target-aha" / "venv").symlink_to(loader_venv)
+    check = (
+        "import os, urllib.request\n"
+        "req = urllib.request.Request(os.environ['TARGET_AHA_BASE_URL'] + '/me', headers="
+        "{'Authorization': 'Bearer ' + os.environ['TARGET_AHA_API_KEY']})\n"
+        "print(os.environ['TARGET_AHA_BASE_URL'], urllib.request.urlopen(req, timeout=5).status)"
+    )
+    script = (f"set -eu\n{snippet}"
+              f".meltano/loaders/target-aha/venv/bin/python -c \"{check}\"\nkill %1\nwait\n")
+    done = subprocess.run(["bash", "-c", script], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert done.returncode in (0, 143), done.stderr  # 143: wait reports the SIGTERM'd sandbox
+    assert re.fullmatch(r"http://127\.0\.0\.1:\d+/sandbox-[0-9a-f]{8}/api/v1 200\n",
+                        done.stdout), done.stdout + done.stderr
+
+
+def test_demo_prints_what_the_readme_says(tmp_path) -> None:
+    # `make demo` runs demo/run.sh; the README quotes its second run's total.
+    meltano = find_meltano()
+    if meltano is None:
+        pytest.skip("Meltano is not installed (make install)")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TARGET_AHA_", "MELTANO_"))}
+    env.update({"PYTHON": sys.executable, "MELTANO": meltano,
+                "MELTANO_DATABASE_URI": f"sqlite:///{tmp_path / 'meltano.db'}"})
+    done = subprocess.run([str(REPO / "demo" / "run.sh")], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=600, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = done.stdout
+    quoted = re.search(r"the second says `([^`]+)`", " ".join(README.read_text().split()))
+    assert quoted, "the README no longer quotes the demo's second run"
+    first, second = out.split("Run 2:", 1)
+    assert "total (3 target-aha runs): 17 records; succeeded 17 (create 17)" in first
+    assert quoted.group(1) in second
+    for stream, n in (("intake_requests", 10), ("okrs", 3), ("vendors", 4)):
+        assert f"  {stream}: {n} records; succeeded {n} (unchanged {n})" in second
+    holds, after = second.split("The sandbox is stopped now", 1)
+    assert "holds after the runs:" in holds
+    assert "Features (10)" in holds
+    assert "Duplicates: none" in holds
+    assert "Next steps:" in after
+    assert "-m target_aha.sandbox --port-file output/sandbox-url &" in after
