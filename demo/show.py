@@ -138,7 +138,7 @@ RUN_ID = re.compile(r"target-aha finished (?:dry )?run (\S+) in ")
 def counts_line(lines: list[dict[str, Any]]) -> str:
     """`17 records; succeeded 17 (unchanged 17)`, as target-aha's own summary words it."""
     by_status = Counter(line.get("status") for line in lines)
-    parts = [f"{len(lines)} records"]
+    parts = [f"{len(lines)} record{'' if len(lines) == 1 else 's'}"]
     for status in ("succeeded", "rejected", "dry_run"):
         if by_status[status]:
             ops = Counter(line.get("operation") for line in lines if line.get("status") == status)

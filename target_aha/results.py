@@ -197,32 +197,9 @@ class Results:
         error = REDACTOR.redact(outcome.error or "no message")
         self.reasons[reason] = Reason(1, outcome.stream, outcome.key, error)
 
-    def summary(self) -> str:
-        """The run's counts by status and operation, in one line."""
-        return counts_line(self.counts)
-
     def close(self) -> None:
         """Close the file."""
         if self._file is not None:
             self._file.close()
             self._file = None
 
-
-def counts_line(counts: Counter[str]) -> str:
-    """`30 records; succeeded 28 (create 27, update 1); rejected 2 (attempted: create 2)`.
-
-    A rejected record's operation is what was attempted, and says so: "rejected 50 (create
-    50)" would read as fifty creations.
-    """
-    total = counts["succeeded"] + counts["rejected"] + counts["dry_run"]
-    parts = [f"{total} records"]
-    for status in ("succeeded", "rejected", "dry_run"):
-        if counts[status]:
-            ops = ", ".join(
-                f"{k.split(':', 1)[1]} {v}"
-                for k, v in sorted(counts.items())
-                if k.startswith(status + ":")
-            )
-            parts.append(f"{status} {counts[status]} ("
-                         + ("attempted: " if status == "rejected" else "") + f"{ops})")
-    return "; ".join(parts)

@@ -10,9 +10,10 @@ is. A run, or a stream, whose every record was rejected is a warning.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from dataclasses import dataclass
 
-from target_aha.results import Results, counts_line
+from target_aha.results import Results
 
 TOP_REASONS = 3
 """Rejection reasons shown, most common first (the results file has every record's error)."""
@@ -79,3 +80,23 @@ def log_summary(logger: logging.Logger, results: Results, costs: Costs, dry_run:
 
 def _cut(text: str) -> str:
     return text if len(text) <= EXAMPLE_CHARS else text[: EXAMPLE_CHARS - 1] + "…"
+
+
+def counts_line(counts: Counter[str]) -> str:
+    """`30 records; succeeded 28 (create 27, update 1); rejected 2 (attempted: create 2)`.
+
+    A rejected record's operation is what was attempted, and says so: "rejected 50 (create
+    50)" would read as fifty creations.
+    """
+    total = counts["succeeded"] + counts["rejected"] + counts["dry_run"]
+    parts = [f"{total} record{'' if total == 1 else 's'}"]
+    for status in ("succeeded", "rejected", "dry_run"):
+        if counts[status]:
+            ops = ", ".join(
+                f"{k.split(':', 1)[1]} {v}"
+                for k, v in sorted(counts.items())
+                if k.startswith(status + ":")
+            )
+            parts.append(f"{status} {counts[status]} ("
+                         + ("attempted: " if status == "rejected" else "") + f"{ops})")
+    return "; ".join(parts)

@@ -119,7 +119,7 @@ def test_summary_names_each_stream_its_reasons_and_what_the_run_cost(
     assert run.returncode == 0, run.stderr
     err = run.stderr
     assert "7 records; succeeded 3 (create 3); rejected 4 (attempted: create 4)" in err
-    assert "stream 'e': 1 records; rejected 1 (attempted: create 1)" in err
+    assert "stream 'e': 1 record; rejected 1 (attempted: create 1)" in err
     assert "stream 'f': 6 records; succeeded 3 (create 3); rejected 3 (attempted: create 3)" \
         in err
     reasons = re.findall(r"rejected (\d) like this one \(stream '(\w)', (?:key '(\w+)'|a record "
@@ -230,8 +230,10 @@ def test_readme_sandbox_snippet_for_a_meltano_project_runs(tmp_path) -> None:
     done = subprocess.run(["bash", "-c", script], cwd=tmp_path, capture_output=True, text=True,
                           timeout=60, check=False)
     assert done.returncode in (0, 143), done.stderr  # 143: wait reports the SIGTERM'd sandbox
-    assert re.fullmatch(r"http://127\.0\.0\.1:\d+/sandbox-[0-9a-f]{8}/api/v1 200\n",
-                        done.stdout), done.stdout + done.stderr
+    listening, checked = done.stdout.splitlines()
+    url = re.fullmatch(r"(http://127\.0\.0\.1:\d+/sandbox-[0-9a-f]{8}/api/v1) 200", checked)
+    assert url, done.stdout + done.stderr  # the exported URL answered the key with 200
+    assert listening.startswith(f"target-aha sandbox listening on {url.group(1)} ")
 
 
 def test_demo_prints_what_the_readme_says(tmp_path) -> None:
