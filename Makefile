@@ -3,7 +3,7 @@
 #   make install   .venv (target-aha editable + pytest, ruff), .venv-meltano (Meltano), and
 #                  the project's Meltano plugins (tap-jsonl, target-aha) under .meltano/
 #   make demo      load demo/data/ into a local Aha! sandbox with `meltano run`, print the result
-#   make test      ruff, mypy, then the whole test suite (which starts its own sandboxes)
+#   make test      ruff, mypy, then the whole test suite (own sandboxes; about 8 minutes)
 #   make lint      ruff and mypy
 #   make bench     the benchmarks in benchmarks/ (they print figures; about 8 minutes)
 #   make clean     remove the virtualenvs, .meltano/ and output/

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The demo behind `make demo`: load demo/data/*.jsonl into a local Aha! sandbox with Meltano,
-# twice, and print what Aha! (the sandbox) now holds.
+# twice, print what the sandbox holds while it still runs, stop it, and say what to try next.
 #
 #   PYTHON      python with target-aha installed (runs the sandbox and demo/show.py); default .venv
 #   MELTANO     the meltano executable; default .venv-meltano/bin/meltano
@@ -56,7 +56,7 @@ export TARGET_AHA_LEDGER_PATH=$OUT/ledger.sqlite
 export MELTANO_STATE_BACKEND_URI="file://$PWD/$OUT/state"
 export MELTANO_SEND_ANONYMOUS_USAGE_STATS=false
 
-run() {  # run N TITLE ARGS...: one `meltano run`, its log in $OUT, the target's summary shown
+run() {  # run N TITLE ARGS...: one `meltano run`, its log in $OUT, its results tallied
     local n=$1 title=$2
     shift 2
     local log="$OUT/meltano-run-$n.log" start=$SECONDS
@@ -68,7 +68,9 @@ run() {  # run N TITLE ARGS...: one `meltano run`, its log in $OUT, the target's
         tail -n 40 "$log" >&2
         exit 1
     fi
-    grep -o 'target-aha finished: .*' "$log" | sed 's/^/  /' || true
+    # The job runs target-aha three times (one per tap): tally the results lines of those
+    # three runs (each target-aha run names its run_id in the log and on its lines).
+    "$PYTHON" demo/show.py --tally "$log" --results "$TARGET_AHA_RESULTS_PATH"
     echo "  ($((SECONDS - start)) s, log: $log)"
 }
 
@@ -78,6 +80,19 @@ run 1 "load the sample data" load-aha
 run 2 "load the same data again: every record should be unchanged, nothing sent" \
     --full-refresh load-aha
 
-# 3. What a user would now see in Aha!.
+# 3. What a user would now see in Aha!, read while the sandbox still runs; then stop it.
 echo
 "$PYTHON" demo/show.py "$TARGET_AHA_BASE_URL" --results "$TARGET_AHA_RESULTS_PATH"
+stop_sandbox
+cat <<NEXT
+
+The sandbox is stopped now (it keeps everything in memory only). Next steps:
+  - every record's outcome, one JSON line each, with its run_id: $TARGET_AHA_RESULTS_PATH
+  - run the job yourself against a sandbox that stays up (stop it with: kill %1):
+      rm -f output/sandbox-url
+      $PYTHON -m target_aha.sandbox --port-file output/sandbox-url &
+      until [ -s output/sandbox-url ]; do sleep 0.1; done
+      export TARGET_AHA_BASE_URL=\$(cat output/sandbox-url) TARGET_AHA_API_KEY=sandbox-token
+      $MELTANO run load-aha
+  - load your own Aha! account: README.md, section "Use it"
+NEXT

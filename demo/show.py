@@ -1,10 +1,13 @@
 """Print what a target-aha run created in the local sandbox, as a user would look at Aha!.
 
     python demo/show.py [BASE_URL] [--results output/aha-results.jsonl]
+    python demo/show.py --tally MELTANO_LOG --results output/aha-results.jsonl
 
 BASE_URL is the sandbox's API root (default: $TARGET_AHA_BASE_URL), e.g.
-http://127.0.0.1:PORT/api/v1. The objects are read from the sandbox's admin endpoints
-(/__sandbox/objects/<kind>, /__sandbox/requests), which need no token. Standard library only.
+http://127.0.0.1:PORT/sandbox-3f9a0c1e/api/v1. The objects are read from the sandbox's admin
+endpoints (/__sandbox/objects/<kind>, /__sandbox/requests), which need no token.
+`--tally` prints, per stream and in total, the results lines of the target-aha runs a
+`meltano run` log names (one job runs target-aha once per tap). Standard library only.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ KEY_FIELDS = ("request_id", "okr_id")
 
 
 def admin_root(base_url: str) -> str:
-    """http://host:port/api/v1 -> http://host:port."""
+    """http://host:port/sandbox-x/api/v1 -> http://host:port/sandbox-x."""
     return re.sub(r"/api/v1/?$", "", base_url.rstrip("/"))
 
 
@@ -129,6 +132,34 @@ def show_results(path: Path) -> list[str]:
     return out
 
 
+RUN_ID = re.compile(r"target-aha finished (?:dry )?run (\S+) in ")
+
+
+def counts_line(lines: list[dict[str, Any]]) -> str:
+    """`17 records; succeeded 17 (unchanged 17)`, as target-aha's own summary words it."""
+    by_status = Counter(line.get("status") for line in lines)
+    parts = [f"{len(lines)} record{'' if len(lines) == 1 else 's'}"]
+    for status in ("succeeded", "rejected", "dry_run"):
+        if by_status[status]:
+            ops = Counter(line.get("operation") for line in lines if line.get("status") == status)
+            text = ", ".join(f"{op} {n}" for op, n in sorted(ops.items()))
+            attempted = "attempted: " if status == "rejected" else ""
+            parts.append(f"{status} {by_status[status]} ({attempted}{text})")
+    return "; ".join(parts)
+
+
+def tally(log: Path, results: Path) -> list[str]:
+    """Per stream and in total, the results lines of the runs `log` names."""
+    runs = set(RUN_ID.findall(log.read_text()))
+    lines = [json.loads(line) for line in results.read_text().splitlines() if line.strip()]
+    ours = [line for line in lines if line.get("run_id") in runs]
+    out = []
+    for stream in sorted({str(line.get("stream")) for line in ours}):
+        out.append(f"  {stream}: {counts_line([x for x in ours if x.get('stream') == stream])}")
+    out.append(f"  total ({len(runs)} target-aha runs): {counts_line(ours)}")
+    return out
+
+
 def show_requests(requests: list[dict[str, Any]]) -> list[str]:
     writes = [r for r in requests if r.get("method") != "GET"]
     methods = Counter(r.get("method") for r in requests)
@@ -146,11 +177,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("base_url", nargs="?", default=os.environ.get("TARGET_AHA_BASE_URL"))
     parser.add_argument("--results", type=Path, help="target-aha's results file to summarize")
+    parser.add_argument("--tally", type=Path, metavar="MELTANO_LOG",
+                        help="only tally the results of the runs in this `meltano run` log")
     args = parser.parse_args(argv)
+    if args.tally:
+        if not args.results:
+            parser.error("--tally needs --results")
+        print("\n".join(tally(args.tally, args.results)))
+        return 0
     if not args.base_url:
         parser.error("give the sandbox's base URL or set TARGET_AHA_BASE_URL")
     root = admin_root(args.base_url)
-    out = [f"What the sandbox at {args.base_url} now holds:", ""]
+    out = [f"What the sandbox at {args.base_url} holds after the runs:", ""]
     everything: dict[str, list[dict[str, Any]]] = {}
     for kind in KINDS:
         objects = everything[kind] = get_json(f"{root}/__sandbox/objects/{kind}")

@@ -148,6 +148,8 @@ class Sender:
     gate: RateGate
     max_retries: int
     sent: int = 0
+    retries: int = 0
+    """Attempts beyond each call's first, for the end-of-run summary."""
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def send(
@@ -166,6 +168,8 @@ class Sender:
         for attempt in range(self.max_retries + 1):
             if attempt:
                 logger.debug("Retrying %s (%s), attempt %d", request.describe(), last, attempt)
+                with self.lock:
+                    self.retries += 1
             self.gate.wait_turn()
             started = time.monotonic()
             try:
@@ -238,6 +242,8 @@ class DryRunSender:
     The body is printed as it would go out: JSON data as data, a form body as the exact
     encoded string (`feature[name]=Dark%20mode&...`), so it can be pasted into curl.
     """
+
+    retries = 0  # nothing is sent, so nothing is retried
 
     def __init__(self, client: AhaClient) -> None:
         self.client = client

@@ -99,18 +99,32 @@ def param_values(dest: Destination, record: Mapping[str, Any]) -> dict[str, str]
     return {p: pattern.render(record, p) for p, pattern in dest.params.items()}
 
 
+BOOKKEEPING_PREFIX = "_sdc_"
+"""Singer bookkeeping fields (`_sdc_extracted_at`, a file tap's `_sdc_last_modified`, the
+SDK's `add_record_metadata`) start with this. They describe the extraction, not the object:
+sent, they would land in Aha! and change the body hash on every run, turning an edit of three
+rows into an update of all of them. To send one, rename it with a stream map."""
+
+
+def is_bookkeeping(field: str) -> bool:
+    """A field that is never sent nor hashed: Singer's `_sdc_*` bookkeeping."""
+    return field.startswith(BOOKKEEPING_PREFIX)
+
+
 def record_body(dest: Destination, record: Mapping[str, Any]) -> dict[str, Any]:
-    """The fields a record sends: all but those consumed by the URL and those excluded.
+    """The fields a record sends: all but those consumed by the URL, those excluded, and
+    Singer's `_sdc_*` bookkeeping fields (the body is also what the ledger hashes).
 
     A field holding NaN or Infinity (anywhere inside it) rejects the record, naming it.
     """
     dropped = dest.consumed | dest.exclude
     try:
-        return {k: to_json_value(v) for k, v in record.items() if k not in dropped}
+        return {k: to_json_value(v) for k, v in record.items()
+                if k not in dropped and not is_bookkeeping(k)}
     except NotJson:
         for key, value in record.items():
             try:
-                if key not in dropped:
+                if key not in dropped and not is_bookkeeping(key):
                     to_json_value(value)
             except NotJson as exc:
                 raise RecordError(

@@ -117,12 +117,34 @@ class AhaSink(BatchSink):
             self.destination.webhook_url or target.config.get("response_webhook_url") or None
         )
         self._position = 0
+        self._warn_id_key_in_body()
         ledger = self.run.ledger
         upserts = self.destination.write_mode == "upsert" and self.template.update_path
         self.upsert = (
-            Upsert(self.run.sender, ledger, self.template, self.run.dry_run)
+            Upsert(self.run.sender, ledger, self.template, self.run.dry_run,
+                   self.run.results.tally)
             if ledger is not None and upserts
             else None
+        )
+
+    def _warn_id_key_in_body(self) -> None:
+        """Key fields are sent (unless excluded); one named `id` says "Aha!'s id" to Aha!.
+
+        Warned once per stream (a new SCHEMA makes a new sink), only where the body goes to
+        Aha! itself (templates, custom endpoints on the account's host).
+        """
+        dest = self.destination
+        sent = "id" in self.key_fields and "id" not in dest.consumed | dest.exclude
+        to_aha = dest.custom is None or dest.custom.on_account_host
+        if not sent or not to_aha or self.stream_name in self.run.warned_id_key:
+            return
+        self.run.warned_id_key.add(self.stream_name)
+        self.logger.warning(
+            "Stream '%s': its key field 'id' is sent in each %s body as the field \"id\" "
+            "(key fields are sent unless excluded), but an Aha! object's id is Aha!'s own. "
+            "To keep it out of Aha!, add it to the stream's exclude_attributes (the ledger "
+            "still keys records on it), or rename it with a stream map.",
+            self.stream_name, dest.endpoint,
         )
 
     def get_validator(self) -> BaseJSONSchemaValidator | None:

@@ -60,8 +60,9 @@ from target_aha.messages import (
 from target_aha.preflight import preflight
 from target_aha.progress import Progress
 from target_aha.redact import REDACTOR
-from target_aha.results import Results
+from target_aha.results import Results, new_run_id
 from target_aha.sinks import AhaSink, sink_class
+from target_aha.summary import Costs, log_summary
 from target_aha.transport import WATCHDOG
 from target_aha.webhook import Webhook
 
@@ -183,8 +184,16 @@ class Run:
     gate: RateGate | None = None
     read: int = 0
     webhook: Webhook = field(default_factory=lambda: Webhook(f"target-aha/{VERSION}"))
+    warned_id_key: set[str] = field(default_factory=set)
+    """Streams already warned that their key field `id` goes into Aha! bodies."""
+    started: float = field(default_factory=time.monotonic)
     deadline: float | None = None
     """Set when the run ends early: waits for work end then (`time.monotonic()` value)."""
+
+    def costs(self) -> Costs:
+        """Time and requests the run has spent so far, for the summary."""
+        return Costs(time.monotonic() - self.started, self.sender.sent, self.sender.retries,
+                     self.gate.throttled if self.gate else 0)
 
     def settle(self) -> None:
         """Wait until every record handed over has its outcome and its answer was posted.
@@ -405,7 +414,7 @@ class TargetAha(Target):
 
     def _start_run(self) -> Run:
         config = self.config
-        results = Results(config.get("results_path"))
+        results = Results(config.get("results_path"), new_run_id(self.dry_run))
         ledger = open_ledger(
             config["ledger_path"], dry_run=self.dry_run, pool_size=config["max_concurrency"]
         )
@@ -555,7 +564,7 @@ class TargetAha(Target):
         """
         super().process_endofpipe()
         self._end_run()
-        self.logger.info("target-aha finished: %s", self.run.results.summary())
+        log_summary(self.logger, self.run.results, self.run.costs(), self.dry_run)
 
     def load(self, file_input: t.IO[str] | None = None) -> None:
         """Read the input to its end; a run that ends early first settles what is in flight.

@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
@@ -39,6 +40,12 @@ the mark (our clock and Aha!'s differ a little)."""
 MAX_LIST_PAGES = 20
 """Bound on the pages of one container listing read while looking for a pending create."""
 PER_PAGE = 200
+
+logger = logging.getLogger("target-aha")
+
+
+def _uncounted(event: str) -> None:
+    """The default `Upsert.count`: count nothing."""
 
 
 class Sending(Protocol):
@@ -111,6 +118,8 @@ class Upsert:
     ledger: Ledger
     template: Template
     dry_run: bool
+    count: Callable[[str], None] = _uncounted
+    """Counts the run's events (`recovered`: a create adopted after its answer was lost)."""
 
     def unchanged(self, job: Keyed) -> Entry | None:
         """The ledger's entry if the record is certainly unchanged, else None.
@@ -247,6 +256,13 @@ class Upsert:
                 f"matching objects were created since then ({listed}); target-aha will not "
                 "guess which one is this record's. Delete the duplicates in Aha! and run again"
             )
+        self.count("recovered")
+        logger.info(
+            "%s: the answer to an earlier create of this key was lost (the process stopped, "
+            "the request timed out, or a gateway failed after Aha! committed it); found %s, "
+            "new since the create was marked pending, and adopted it instead of creating a "
+            "second object.", job.where, _named(matches[0]),
+        )
         return Answer(200, {}, json.dumps({self.template.wrapper: matches[0]}))
 
     def find_created(

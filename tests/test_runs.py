@@ -83,8 +83,8 @@ def test_results_lines_add_up_to_records_read(sandbox: Sandbox, run_target) -> N
     assert len(lines) == 28
     assert sum(line["status"] == "succeeded" for line in lines) == 25
     assert sum(line["status"] == "rejected" for line in lines) == 3
-    fields = {"stream", "key", "endpoint", "operation", "status", "http_status", "aha_id",
-              "reference_num", "url", "error", "at"}
+    fields = {"run_id", "stream", "key", "endpoint", "operation", "status", "http_status",
+              "aha_id", "reference_num", "url", "error", "at"}
     for line in lines:
         assert set(line) == fields
     ok = [line for line in lines if line["status"] == "succeeded"]

@@ -827,7 +827,7 @@ def test_cli_serves_until_sigterm(tmp_path: Path) -> None:
             assert selector.select(timeout=10), "the sandbox printed nothing"
         line = proc.stdout.readline()
         match = re.fullmatch(
-            r"target-aha sandbox listening on (http://127\.0\.0\.1:\d+/api/v1) "
+            r"target-aha sandbox listening on (http://127\.0\.0\.1:\d+/sandbox-[0-9a-f]{8}/api/v1) "
             r"\(token: cli-token\)\n",
             line,
         )

@@ -2,7 +2,8 @@
 
 Start one in-process with `Sandbox` (see `Sandbox.configure` for the faults), or as its own
 process with `python -m target_aha.sandbox --help`, and drive it over HTTP under /__sandbox/
-(no auth, no rate limit, no faults, not logged):
+(no auth, no rate limit, no faults, not logged; also under the site's `sandbox-<random>`
+segment, new on every start, under which the API lives: `{site}/api/v1`):
 
     GET    /__sandbox/requests               the request log (a JSON list)
     DELETE /__sandbox/requests               clear it (204)

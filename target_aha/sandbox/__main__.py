@@ -1,7 +1,8 @@
 """`python -m target_aha.sandbox`: run the sandbox as its own process until SIGTERM or SIGINT.
 
 It prints one line once it is serving, so a script or test can wait for it and read the URL:
-`target-aha sandbox listening on http://127.0.0.1:PORT/api/v1 (token: sandbox-token)`.
+`target-aha sandbox listening on http://127.0.0.1:PORT/sandbox-<random>/api/v1 (token:
+sandbox-token)`; the `sandbox-<random>` segment is new on every start (see `Sandbox`).
 """
 
 from __future__ import annotations

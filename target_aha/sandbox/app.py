@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import threading
 from types import TracebackType
 
@@ -14,7 +15,11 @@ class Sandbox(Engine):
 
     >>> with Sandbox() as sb:
     ...     sb.base_url  # doctest: +SKIP
-    'http://127.0.0.1:54321/api/v1'
+    'http://127.0.0.1:54321/sandbox-3f9a0c1e/api/v1'
+
+    Each start serves its site under a new `sandbox-<random>` path segment: a key ledger
+    keys objects by base_url, so a restarted sandbox (empty again, maybe on the same port)
+    is a new account to it, never the old one whose objects the ledger remembers.
 
     The inspection and fault methods (configure, requests, objects, stats, reset, ...) come
     from Engine and are also reachable over HTTP under /__sandbox/.
@@ -42,14 +47,16 @@ class Sandbox(Engine):
 
     @property
     def url(self) -> str:
-        """The site root, e.g. http://127.0.0.1:54321 (objects' `url` pages live under it)."""
+        """The site root, e.g. http://127.0.0.1:54321/sandbox-3f9a0c1e (objects' `url` pages
+        live under it; /__sandbox/ admin routes too)."""
         if not self.site_url:
             raise RuntimeError("the sandbox has not been started")
         return self.site_url
 
     @property
     def base_url(self) -> str:
-        """The API root a client is configured with, e.g. http://127.0.0.1:54321/api/v1."""
+        """The API root a client is configured with, e.g.
+        http://127.0.0.1:54321/sandbox-3f9a0c1e/api/v1."""
         return f"{self.url}/api/v1"
 
     def start(self) -> Sandbox:
@@ -58,7 +65,8 @@ class Sandbox(Engine):
             raise RuntimeError("the sandbox is already running")
         server = SandboxHTTPServer((self.host, self._requested_port), self)
         self.port = int(server.server_address[1])
-        self.site_url = f"http://{self.host}:{self.port}"
+        self.instance = f"sandbox-{secrets.token_hex(4)}"  # not from seed: new every start
+        self.site_url = f"http://{self.host}:{self.port}/{self.instance}"
         self.stopping.clear()
         self.reset()
         self._server = server

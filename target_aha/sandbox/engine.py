@@ -54,6 +54,7 @@ class Engine:
     ) -> None:
         self.token = token
         self.site_url = ""  # set by Sandbox.start(); prefixes the objects' url and resource
+        self.instance = ""  # set by Sandbox.start(): the site's first path segment, per start
         self.stopping = threading.Event()  # set on stop: cuts latency and commit hangs short
         self.log = RequestLog()
         self._config_lock = threading.Lock()  # configure() is read-modify-write

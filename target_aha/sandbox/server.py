@@ -99,18 +99,36 @@ class Handler(BaseHTTPRequestHandler):
 
     def _dispatch(self) -> None:
         raw_path, _, raw_query = self.path.partition("?")
+        instance = "/" + self.server.engine.instance
+        ours = raw_path.startswith(instance + "/")
+        if ours:  # the rest is the path as Aha! would see it, and as the log shows it
+            raw_path = raw_path[len(instance):]
         # Each segment is decoded on its own, so an encoded "/" or "?" stays inside its
         # segment: /releases/..%2Fx/features names the release "../x", never a parent path.
         segments = [unquote(part) for part in raw_path.split("/")[1:]]
         while segments and segments[-1] == "":
             segments.pop()
         raw_body = self._read_body()
-        if segments[:2] == ["api", "v1"]:
-            self._serve_api(raw_path, raw_query, segments, raw_body)
-        elif segments[:1] == ["__sandbox"]:
+        if segments[:1] == ["__sandbox"]:  # with or without the instance segment
             self._serve_admin(segments[1:], raw_body)
+        elif not ours:
+            self._send(404, self._elsewhere(segments))
+        elif segments[:2] == ["api", "v1"]:
+            self._serve_api(raw_path, raw_query, segments, raw_body)
         else:
             self._send(404, not_found().payload())
+
+    def _elsewhere(self, segments: list[str]) -> dict[str, Any]:
+        """The 404 for a path outside this start's site: say where its API is, and why."""
+        if "api" not in segments[:2]:
+            return not_found().payload()
+        engine = self.server.engine
+        return {"errors": {"message": (
+            f"Record not found: this sandbox serves its API at {engine.site_url}/api/v1. "
+            "Each start of a sandbox has its own URL, so that a key ledger never takes a new, "
+            "empty sandbox for an earlier one whose objects it remembers; point base_url at "
+            "that URL (a script can read it from --port-file)."
+        )}}
 
     def _serve_api(self, raw_path: str, raw_query: str, segments: list[str], raw: bytes) -> None:
         engine = self.server.engine
