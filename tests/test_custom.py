@@ -264,7 +264,8 @@ def test_property_batches_with_a_final_partial_batch(sandbox: Sandbox, run_targe
 def test_default_batch_is_100_records_under_records(sandbox: Sandbox, run_target) -> None:
     run = run_target(batched(), [schema("c"), *rows(150)], sandbox=sandbox)
     assert run.returncode == 0, run.stderr
-    assert [len(r["body"]["records"]) for r in writes(sandbox)] == [100, 50]
+    # The two batches go out concurrently: their arrival order is not part of the contract.
+    assert sorted((len(r["body"]["records"]) for r in writes(sandbox)), reverse=True) == [100, 50]
 
 
 @pytest.mark.parametrize("on_error", ["fail", "skip"])
