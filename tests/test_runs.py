@@ -229,13 +229,27 @@ def test_logs_are_a_handful_of_lines_and_debug_shows_each_request(
 
 
 def test_settings_from_environment_variables(sandbox: Sandbox, run_target) -> None:
-    # singer-sdk 0.54 leaves `number` variables as text; target-aha reads them as numbers.
+    # Numbers from TARGET_AHA_* are read by target-aha (the SDK's int(text) would end in a
+    # traceback): whole ones for every numeric setting, a fraction of a second for the seconds
+    # settings. A rate with a fraction is refused with how to say it per minute.
     run = run_target(
         FEATURES, [schema("f"), *features("a")], sandbox=sandbox,
         extra_args=("--config", "ENV"),
-        env={"TARGET_AHA_REQUEST_TIMEOUT": "2.5", "TARGET_AHA_MAX_REQUESTS_PER_SECOND": "7.5",
+        env={"TARGET_AHA_REQUEST_TIMEOUT": "2.5", "TARGET_AHA_MAX_REQUESTS_PER_SECOND": "7",
              "TARGET_AHA_DRY_RUN": "true"},
     )
     assert run.returncode == 0, run.stderr
     assert sandbox.requests() == []
     assert len(run.dry_run_lines) == 1
+
+    refused = run_target(
+        FEATURES, [schema("f"), *features("a")], sandbox=sandbox,
+        extra_args=("--config", "ENV"),
+        env={"TARGET_AHA_MAX_REQUESTS_PER_SECOND": "7.5",
+             "TARGET_AHA_DRY_RUN": "true"},
+    )
+    assert refused.returncode == 1
+    assert ("max_requests_per_second must be a whole number of requests (7.5 was given). "
+            "For a rate with a fraction, give max_requests_per_minute instead: 450 a minute "
+            "is 7.5 a second.") in refused.stderr
+    assert "Traceback" not in refused.stderr
