@@ -30,6 +30,7 @@ from target_aha.destination import Destination, parse_webhook_url
 from target_aha.dispatch import Dispatcher, DryRunSender, RateGate, Sender
 from target_aha.errors import ConfigError, InputError, SchemaMismatch, TargetAhaError
 from target_aha.ledger import Ledger, open_ledger
+from target_aha.meltano_test import MeltanoTestSink, is_meltano_test
 from target_aha.preflight import preflight
 from target_aha.progress import Progress
 from target_aha.redact import REDACTOR
@@ -281,7 +282,12 @@ class TargetAha(Target):
         return self._destinations[stream]
 
     def get_sink_class(self, stream_name: str) -> type[Sink]:
-        """The template's sink class; an unmapped stream is an error at its SCHEMA."""
+        """The template's sink class; an unmapped stream is an error at its SCHEMA.
+
+        Meltano's test stream, unmapped, gets the sink that answers it with `--test`'s checks.
+        """
+        if is_meltano_test(stream_name, self._destinations):
+            return MeltanoTestSink
         sink = sink_class(self.destination_for(stream_name))
         self.progress.start()  # a run with a stream to load has begun
         return sink
