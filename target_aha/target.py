@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import re
 import sys
@@ -144,6 +145,11 @@ class TargetAha(Target):
         self._check_settings()
         self.dry_run = bool(self.config.get("dry_run"))
         self.run = self._start_run()
+        # A run that stops early (an error before the end of its input) never reaches
+        # process_endofpipe: its files are still released before the interpreter exits, so no
+        # `ResourceWarning: unclosed file` is printed (Meltano shows them). _end_run is
+        # idempotent, so a run that ended normally is not harmed.
+        atexit.register(self._end_run)
         self.progress = Progress(self.number("progress_interval_seconds"), self.run.figures)
         self._MAX_RECORD_AGE_IN_MINUTES = self.number("state_interval_seconds") / 60
 
@@ -242,9 +248,13 @@ class TargetAha(Target):
     def _start_run(self) -> Run:
         config = self.config
         results = Results(config.get("results_path"))
-        ledger = open_ledger(
-            config["ledger_path"], dry_run=self.dry_run, pool_size=config["max_concurrency"]
-        )
+        try:
+            ledger = open_ledger(
+                config["ledger_path"], dry_run=self.dry_run, pool_size=config["max_concurrency"]
+            )
+        except BaseException:  # the run never starts: its results file is not left open
+            results.close()
+            raise
         if not config["ledger_path"]:
             self.logger.warning(
                 'ledger_path is "": upsert is off, so every run creates its records again '

@@ -422,3 +422,41 @@ def test_config_test_fails_with_the_test_message(
                for line in lines), lines
     assert "wrong-token" not in output
     assert {r["method"] for r in sandbox.requests()} == {"GET"}
+
+
+def test_a_run_that_stops_early_under_meltano_says_why_and_leaves_no_open_files(
+    sandbox: Sandbox, meltano_env: dict[str, str],
+) -> None:
+    # A stream without a destination stops the run at its SCHEMA, after the results file and
+    # the ledger were opened; Meltano shows Python's warnings, so an unclosed file would show.
+    messages = [
+        {"type": "SCHEMA", "stream": "backlog", "key_properties": ["id"],
+         "schema": {"type": "object", "properties": {"id": {"type": "string"}}}},
+        {"type": "RECORD", "stream": "backlog", "record": {"id": "BL-1"}},
+    ]
+    assert MELTANO is not None
+    run = subprocess.run(
+        [MELTANO, "invoke", "target-aha"], cwd=REPO, capture_output=True, text=True,
+        env={**meltano_env, "TARGET_AHA_BASE_URL": sandbox.base_url}, timeout=300,
+        input="".join(json.dumps(m) + "\n" for m in messages), check=False,
+    )
+    assert run.returncode == 1
+    assert "Stream 'backlog' has no destination" in run.stderr, run.stderr[-3000:]
+    assert "ResourceWarning" not in run.stderr, run.stderr[-3000:]
+    assert "unclosed" not in run.stderr
+    assert sandbox.requests() == []
+
+
+def test_a_postgresql_ledger_without_the_extra_says_to_install_it(
+    sandbox: Sandbox, meltano_env: dict[str, str],
+) -> None:
+    # The project's plugin is installed without extras (pip_url: -e .), so no psycopg.
+    env = {**meltano_env, "TARGET_AHA_BASE_URL": sandbox.base_url,
+           "TARGET_AHA_LEDGER_PATH": "postgresql://aha:secret-pw@127.0.0.1:9/aha"}
+    run = meltano(["invoke", "target-aha", "--test"], env)
+    assert run.returncode == 1
+    assert "Install target-aha[postgres] (in Meltano: pip_url: target-aha[postgres])" in (
+        run.stderr), run.stderr[-3000:]
+    assert "secret-pw" not in run.stderr
+    assert "Traceback" not in run.stderr
+    assert "ResourceWarning" not in run.stderr

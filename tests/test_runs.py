@@ -253,3 +253,16 @@ def test_settings_from_environment_variables(sandbox: Sandbox, run_target) -> No
             "For a rate with a fraction, give max_requests_per_minute instead: 450 a minute "
             "is 7.5 a second.") in refused.stderr
     assert "Traceback" not in refused.stderr
+
+
+def test_a_run_that_stops_early_closes_its_files(sandbox: Sandbox, run_target, tmp_path) -> None:
+    # Python shows ResourceWarning when warnings are on (as under Meltano): a run stopped at a
+    # SCHEMA without a destination must have closed its results file and ledger lock.
+    run = run_target(
+        {"results_path": str(tmp_path / "r.jsonl"), "ledger_path": str(tmp_path / "l.sqlite")},
+        [schema("backlog"), *features("a")], sandbox=sandbox,
+        env={"PYTHONWARNINGS": "default"},
+    )
+    assert run.returncode == 1
+    assert "Stream 'backlog' has no destination" in run.stderr
+    assert "ResourceWarning" not in run.stderr, run.stderr
