@@ -272,17 +272,24 @@ def missing_api_key(prefix: str) -> str:
     entry declares the setting, so telling that user to set the variable would be wrong.
     """
     variable = f"{prefix}API_KEY"
+    exported = bool(os.environ.get(variable))
     if not under_meltano():
+        if exported:
+            return (
+                f"api_key is not set. {variable} is set in the environment, but target-aha "
+                "reads environment variables only with --config=ENV (add it beside your "
+                "--config file); or put api_key in the config file."
+            )
         return (
             "Set api_key (an Aha! API key or OAuth2 token) in the config file, or run with "
             f"--config=ENV and {variable}, or set dry_run: true to only print the requests."
         )
-    exported = (
+    passed_over = (
         f"{variable} is set in the environment, but Meltano did not pass it on: "
-        if os.environ.get(variable) else ""
+        if exported else ""
     )
     return (
-        f"api_key is not set. {exported}Meltano passes {variable} (from the environment or "
+        f"api_key is not set. {passed_over}Meltano passes {variable} (from the environment or "
         "the project's .env) only for a setting the loader's meltano.yml entry declares. "
         "Add it to the entry's settings (`- name: api_key` with `kind: password` and "
         "`sensitive: true`), or add the loader from its Hub definition, which declares every "

@@ -266,3 +266,15 @@ def test_a_run_that_stops_early_closes_its_files(sandbox: Sandbox, run_target, t
     assert run.returncode == 1
     assert "Stream 'backlog' has no destination" in run.stderr
     assert "ResourceWarning" not in run.stderr, run.stderr
+
+
+def test_missing_api_key_with_the_variable_exported_says_how_it_is_read(
+    sandbox: Sandbox, run_target,
+) -> None:
+    # Not "set TARGET_AHA_API_KEY" to someone who has: a --config file alone reads no variables.
+    run = run_target({**FEATURES, "api_key": ""}, [schema("f")], sandbox=sandbox,
+                     env={"TARGET_AHA_API_KEY": "sandbox-token"})
+    assert run.returncode == 1
+    assert ("api_key is not set. TARGET_AHA_API_KEY is set in the environment, but target-aha "
+            "reads environment variables only with --config=ENV") in run.stderr, run.stderr
+    assert sandbox.requests() == []
