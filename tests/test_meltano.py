@@ -460,3 +460,39 @@ def test_a_postgresql_ledger_without_the_extra_says_to_install_it(
     assert "secret-pw" not in run.stderr
     assert "Traceback" not in run.stderr
     assert "ResourceWarning" not in run.stderr
+
+
+def test_readme_custom_and_dry_run_examples_run_through_meltano(
+    sandbox: Sandbox, user_project: UserProject,
+) -> None:
+    # The custom-endpoint example: its checks pass (custom URLs are judged, never called).
+    user_project.use(readme_loader("portal_ideas:                       #"), sandbox.base_url)
+    run = user_project.run("invoke", "target-aha", "--test", env={"TARGET_AHA_API_KEY": TOKEN})
+    assert run.returncode == 0, run.stdout + run.stderr[-6000:]
+    assert "PASS  API key" in run.stdout
+    assert "stream 'portal_ideas' (custom)" in run.stdout, run.stdout
+
+    # The dry-run example: no key, nothing sent, the batch printed as the one body it would be.
+    user_project.use(readme_loader("results_path: output/aha-dry-run.jsonl"), sandbox.base_url)
+    sandbox.clear_requests()
+    messages = [
+        {"type": "SCHEMA", "stream": "crm_accounts", "key_properties": ["account_id"],
+         "schema": {"type": "object", "properties": {"account_id": {"type": "string"},
+                                                     "name": {"type": "string"}}}},
+        *({"type": "RECORD", "stream": "crm_accounts",
+           "record": {"account_id": f"A-{i}", "name": f"Account {i}"}} for i in range(3)),
+    ]
+    assert MELTANO is not None
+    dry = subprocess.run(
+        [MELTANO, "invoke", "target-aha"], cwd=user_project.root, env=user_project.env,
+        input="".join(json.dumps(m) + "\n" for m in messages), capture_output=True, text=True,
+        timeout=300, check=False,
+    )
+    assert dry.returncode == 0, dry.stderr[-6000:]
+    printed = [json.loads(line[line.index('{"method"'):]) for line in dry.stderr.splitlines()
+               if '{"method"' in line]
+    assert [p["body"] for p in printed] == [{"accounts": [
+        {"account_id": f"A-{i}", "name": f"Account {i}"} for i in range(3)]}], dry.stderr[-3000:]
+    assert sandbox.requests() == []
+    results = read_jsonl(user_project.root / "output" / "aha-dry-run.jsonl")
+    assert [r["status"] for r in results] == ["dry_run"] * 3
