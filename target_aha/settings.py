@@ -75,7 +75,8 @@ SETTINGS = th.PropertiesList(
     ),
     th.Property(
         "request_timeout", th.IntegerType(minimum=1), default=60, title="Request timeout",
-        description="Seconds for one HTTP request.",
+        description="Seconds for one whole HTTP request, from connecting to the last "
+        "byte of the answer.",
     ),
     th.Property(
         "max_retries", th.IntegerType(minimum=0), default=8, title="Max retries",
