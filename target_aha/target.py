@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
+import atexit
 import json
 import logging
 import re
@@ -18,7 +18,6 @@ from pathlib import Path
 
 import click
 from singer_sdk import Target
-from singer_sdk import typing as th
 from singer_sdk.exceptions import (
     ConfigValidationError,
     InvalidJSONSchema,
@@ -31,11 +30,15 @@ from singer_sdk.helpers._classproperty import classproperty
 from singer_sdk.helpers.capabilities import PluginCapabilities, TargetCapabilities
 from singer_sdk.io_base import SingerReader
 from singer_sdk.mapper import RemoveRecordTransform
-from singer_sdk.plugin_base import PluginBase, _ConfigInput
+from singer_sdk.plugin_base import (
+    JSONSchemaValidator,
+    _ConfigInput,
+    _format_validation_error,
+)
 from singer_sdk.singerlib.exceptions import InvalidInputLine
 from singer_sdk.singerlib.json import deserialize_json
 
-from target_aha import redact
+from target_aha import redact, settings
 from target_aha.client import AhaClient, check_header, parse_http_url
 from target_aha.destination import Destination, parse_webhook_url
 from target_aha.dispatch import Dispatcher, DryRunSender, RateGate, Sender, Unsettled
@@ -48,6 +51,7 @@ from target_aha.errors import (
 )
 from target_aha.ledger import Ledger, open_ledger
 from target_aha.maps import MapFailed, guard, guard_mapper
+from target_aha.meltano_test import MeltanoTestSink, is_meltano_test
 from target_aha.messages import (
     KNOWN_TYPES,
     NOT_DONE,
@@ -61,6 +65,7 @@ from target_aha.preflight import preflight
 from target_aha.progress import Progress
 from target_aha.redact import REDACTOR
 from target_aha.results import Results, new_run_id
+from target_aha.settings import SETTINGS
 from target_aha.sinks import AhaSink, sink_class
 from target_aha.summary import Costs, log_summary
 from target_aha.transport import WATCHDOG
@@ -76,90 +81,6 @@ end and write their results lines; what is still running then is cut short, unse
 
 logger = logging.getLogger("target-aha")
 
-SETTINGS = th.PropertiesList(
-    th.Property(
-        "subdomain", th.StringType,
-        description="Aha! account subdomain: `mycompany` for https://mycompany.aha.io. "
-        "One of subdomain and base_url is required.",
-    ),
-    th.Property(
-        "base_url", th.StringType,
-        description="API root, default https://{subdomain}.aha.io/api/v1. For a custom "
-        "domain or the local sandbox; plain http:// only for loopback hosts.",
-    ),
-    th.Property(
-        "api_key", th.StringType, secret=True,
-        description="Aha! API key or OAuth2 access token, sent as `Authorization: Bearer`. "
-        "Required unless dry_run.",
-    ),
-    th.Property(
-        "streams", th.ObjectType(additional_properties=True), default={},
-        description="Stream name -> destination: {\"endpoint\": <template or custom>, "
-        "parameters such as release_id (a literal or a {field} placeholder), key_property, "
-        "exclude_attributes, request_headers, response_webhook_url, write_mode}. A custom "
-        "endpoint takes method, url, content_format, wrap_key, allow_other_hosts, batch.",
-    ),
-    th.Property(
-        "user_agent", th.StringType, default=f"target-aha/{VERSION}",
-        description="User-Agent header sent to Aha!.",
-    ),
-    th.Property(
-        "disable_mailers", th.BooleanType, default=True,
-        description="Add disable_mailers=true to write requests so a bulk load does not "
-        "e-mail watchers.",
-    ),
-    th.Property(
-        "max_requests_per_second", th.NumberType(exclusive_minimum=0), default=20,
-        description="Client-side rate limit, shared by all streams of the run.",
-    ),
-    th.Property(
-        "max_requests_per_minute", th.NumberType(exclusive_minimum=0), default=300,
-        description="Second client-side rate limit window, shared by all streams.",
-    ),
-    th.Property(
-        "max_concurrency", th.IntegerType(minimum=1), default=8,
-        description="Requests in flight at once.",
-    ),
-    th.Property(
-        "request_timeout", th.NumberType(exclusive_minimum=0), default=60,
-        description="Seconds for one whole HTTP request, from connecting to the last "
-        "byte of the answer.",
-    ),
-    th.Property(
-        "max_retries", th.IntegerType(minimum=0), default=8,
-        description="Retries of one request on 429, 5xx, timeouts and connection errors.",
-    ),
-    th.Property(
-        "on_record_error", th.StringType(allowed_values=["fail", "skip"]), default="fail",
-        description="What a record Aha! rejects (400/404/422) does: stop the run (fail) or "
-        "log it as rejected in the results and go on (skip).",
-    ),
-    th.Property(
-        "results_path", th.StringType,
-        description="JSON Lines file, appended to, with one line per record read.",
-    ),
-    th.Property(
-        "ledger_path", th.StringType, default=".target-aha/ledger.sqlite",
-        description="The key ledger (SQLite file or postgresql:// URL); empty turns it off.",
-    ),
-    th.Property(
-        "response_webhook_url", th.StringType,
-        description="POST each Aha! response here; a stream may override it.",
-    ),
-    th.Property(
-        "dry_run", th.BooleanType, default=False,
-        description="Send nothing to Aha!; print each request that would be sent on stderr.",
-    ),
-    th.Property(
-        "state_interval_seconds", th.NumberType(exclusive_minimum=0), default=60,
-        description="Settle all in-flight work and emit STATE at least this often.",
-    ),
-    th.Property(
-        "progress_interval_seconds", th.NumberType(exclusive_minimum=0), default=30,
-        description="Log a progress line (records read, requests sent and their rate, "
-        "unchanged, rejected, 429s) this often.",
-    ),
-).to_dict()
 
 
 SECRET_SETTINGS = tuple(
@@ -319,27 +240,35 @@ class TargetAha(Target):
         if not open_run:
             return
         self.run = self._start_run()
+        # A run that stops early (an error before the end of its input) never reaches
+        # process_endofpipe: its files are still released before the interpreter exits, so no
+        # `ResourceWarning: unclosed file` is printed (Meltano shows them). _end_run is
+        # idempotent, so a run that ended normally is not harmed.
+        atexit.register(self._end_run)
         self.progress = Progress(self.number("progress_interval_seconds"), self.run.figures)
         self._MAX_RECORD_AGE_IN_MINUTES = self.number("state_interval_seconds") / 60
 
     @classproperty
     def _env_var_config(cls) -> dict[str, t.Any]:  # noqa: N805 - the SDK's classproperty
-        """TARGET_AHA_* variables as the SDK reads them, plus numbers with a fraction.
+        """TARGET_AHA_* variables, numbers read without the SDK's `int(text)` traceback."""
+        cls.append_builtin_config(cls.config_jsonschema)
+        return settings.environment_config(cls.config_jsonschema, cls._env_var_prefix)
 
-        singer-sdk 0.54 converts integer and boolean variables but leaves `number` ones as
-        text, so TARGET_AHA_REQUEST_TIMEOUT=2.5 would fail validation.
-        """
-        config = PluginBase.__dict__["_env_var_config"].fget(cls)
-        for name, schema in cls.config_jsonschema["properties"].items():
-            types = schema.get("type")
-            if isinstance(config.get(name), str) and "number" in (types or ()):
-                with contextlib.suppress(ValueError):  # else validation names the setting
-                    config[name] = float(config[name])
-        return config
+    @classmethod
+    def append_builtin_config(cls, config_jsonschema: dict) -> None:
+        """The SDK's settings, minus those target-aha refuses (`settings.REFUSED`)."""
+        super().append_builtin_config(config_jsonschema)
+        for name in settings.REFUSED:
+            config_jsonschema["properties"].pop(name, None)
 
     def number(self, setting: str) -> float:
         """A numeric setting as a float (the SDK reads JSON numbers with a fraction as Decimal)."""
         return float(self.config[setting])
+
+    @property
+    def user_agent(self) -> str:
+        """The User-Agent header: the user_agent setting, the default with the version added."""
+        return settings.user_agent(self.config["user_agent"], VERSION)
 
     @property
     def base_url(self) -> str:
@@ -350,7 +279,8 @@ class TargetAha(Target):
         """The SDK's validation, after the secrets are known to the redactor.
 
         A secret setting of the wrong type is reported here, by name only: the SDK's message
-        would quote the value.
+        would quote the value. An unknown setting, one target-aha refuses, or a rate with a
+        fraction is an error before the schema is checked.
         """
         for name in SECRET_SETTINGS:
             value = self._config.get(name)
@@ -362,7 +292,17 @@ class TargetAha(Target):
                     "Quote it in the configuration."
                 )
         REDACTOR.add_url(self._config.get("ledger_path"))
-        return super()._validate_config(raise_errors=raise_errors)
+        schema = self.config_jsonschema
+        self.append_builtin_config(schema)
+        settings.check_names(self._config, schema)
+        settings.check_numbers(self._config, schema)
+        # The SDK's validation (which also fills in defaults), seconds with a fraction allowed.
+        lenient = settings.validation_schema(schema)
+        errors = [_format_validation_error(e)
+                  for e in JSONSchemaValidator(lenient).iter_errors(self._config)]
+        if errors and raise_errors:
+            raise ConfigValidationError("Config validation failed", errors=errors, schema=schema)
+        return errors
 
     def _check_settings(self) -> None:
         """What JSON Schema cannot say: required combinations, the URL, every stream entry."""
@@ -373,10 +313,7 @@ class TargetAha(Target):
                 "(for a custom domain or the local sandbox)."
             )
         if not config.get("api_key") and not config.get("dry_run"):
-            raise ConfigError(
-                "Set api_key (an Aha! API key or OAuth2 token; in Meltano, "
-                "TARGET_AHA_API_KEY) or set dry_run: true to only print the requests."
-            )
+            raise ConfigError(settings.missing_api_key(self._env_var_prefix))
         api_key = config.get("api_key") or ""
         if any(not (" " <= c <= "~") for c in api_key):
             raise ConfigError(
@@ -384,7 +321,7 @@ class TargetAha(Target):
                 "character (the key is not shown); copy the key again without the line "
                 "break (a file read into TARGET_AHA_API_KEY often ends with one)."
             )
-        check_header("User-Agent", config["user_agent"], "user_agent")
+        check_header("User-Agent", self.user_agent, "user_agent")
         subdomain = config.get("subdomain")
         if not config.get("base_url") and not DNS_LABEL.fullmatch(subdomain or ""):
             raise ConfigError(
@@ -408,16 +345,20 @@ class TargetAha(Target):
         return AhaClient(
             self.base_url,
             self.config.get("api_key") or "",
-            self.config["user_agent"],
+            self.user_agent,
             self.number("request_timeout"),
         )
 
     def _start_run(self) -> Run:
         config = self.config
         results = Results(config.get("results_path"), new_run_id(self.dry_run))
-        ledger = open_ledger(
-            config["ledger_path"], dry_run=self.dry_run, pool_size=config["max_concurrency"]
-        )
+        try:
+            ledger = open_ledger(
+                config["ledger_path"], dry_run=self.dry_run, pool_size=config["max_concurrency"]
+            )
+        except BaseException:  # the run never starts: its results file is not left open
+            results.close()
+            raise
         if not config["ledger_path"]:
             self.logger.warning(
                 'ledger_path is "": upsert is off, so every run creates its records again '
@@ -450,7 +391,12 @@ class TargetAha(Target):
         return self._destinations[stream]
 
     def get_sink_class(self, stream_name: str) -> type[Sink]:
-        """The template's sink class; an unmapped stream is an error at its SCHEMA."""
+        """The template's sink class; an unmapped stream is an error at its SCHEMA.
+
+        Meltano's test stream, unmapped, gets the sink that answers it with `--test`'s checks.
+        """
+        if is_meltano_test(stream_name, self._destinations):
+            return MeltanoTestSink
         sink = sink_class(self.destination_for(stream_name))
         self.progress.start()  # a run with a stream to load has begun
         return sink

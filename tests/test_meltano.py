@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +20,7 @@ import pytest
 import yaml
 
 from target_aha.sandbox import Sandbox
-from target_aha.target import TargetAha
+from target_aha.settings import OWN_SETTINGS
 from tests.conftest import TOKEN, find_meltano
 
 REPO = Path(__file__).resolve().parents[1]
@@ -192,7 +194,7 @@ def test_meltano_invoke_about_lists_every_setting(meltano_env: dict[str, str]) -
     about = json.loads(run.stdout)
     assert about["name"] == "target-aha"
     settings = about["settings"]["properties"]
-    own = set(TargetAha.config_jsonschema["properties"])
+    own = set(OWN_SETTINGS)
     assert own >= SPEC_SETTINGS
     missing = own - set(settings)
     assert not missing, f"--about lacks {sorted(missing)}"
@@ -205,14 +207,14 @@ def test_meltano_invoke_about_lists_every_setting(meltano_env: dict[str, str]) -
 
 
 def test_meltano_yml_declares_every_target_setting() -> None:
-    # Meltano only shows (`meltano config target-aha list`) and reads from TARGET_AHA_* what
+    # Meltano only shows (`meltano config list target-aha`) and reads from TARGET_AHA_* what
     # the loader entry declares: it must declare each of target-aha's own settings.
     project = yaml.safe_load((REPO / "meltano.yml").read_text())
     (loader,) = [p for p in project["plugins"]["loaders"] if p["name"] == "target-aha"]
     assert loader["namespace"] == "target_aha"
     assert loader["executable"] == "target-aha"
     declared = {s["name"]: s for s in loader["settings"]}
-    own = TargetAha.config_jsonschema["properties"]
+    own = OWN_SETTINGS
     assert set(own) - set(declared) == set()
     for name in own:
         assert declared[name].get("kind"), name
@@ -224,3 +226,273 @@ def test_meltano_yml_declares_every_target_setting() -> None:
     assert set(loader["capabilities"]) >= {
         "about", "stream-maps", "schema-flattening", "validate-records"}
 
+
+
+# -- A user's own project: the README's entries, `meltano config test`, numbers ---------------
+
+README = REPO / "README.md"
+PROCESS_LOOKUP_BUG = "ProcessLookupError"  # Meltano 4.4.1's loader test, see test_config_test_*
+TEST_VERDICT = "Test data was written to your target system"  # Meltano's log line for a pass
+
+
+def readme_loader(marker: str) -> dict[str, Any]:
+    """The loader entry of the README's YAML block that contains `marker`, as written there."""
+    (block,) = [b for b in re.findall(r"```yaml\n(.*?)```", README.read_text(), flags=re.S)
+                if marker in b]
+    parsed = yaml.safe_load(block)
+    loaders = parsed["plugins"]["loaders"] if "plugins" in parsed else parsed["loaders"]
+    (loader,) = loaders
+    return loader
+
+
+def repo_loader() -> dict[str, Any]:
+    """This repository's meltano.yml loader entry (every setting declared with its kind)."""
+    project = yaml.safe_load((REPO / "meltano.yml").read_text())
+    (loader,) = project["plugins"]["loaders"]
+    return loader
+
+
+@dataclass
+class UserProject:
+    """A throwaway Meltano project (own system database) with this checkout installed as
+    target-aha; each test writes the loader entry it needs into meltano.yml."""
+
+    root: Path
+    env: dict[str, str]
+
+    def use(self, loader: dict[str, Any], base_url: str) -> None:
+        """meltano.yml: the entry as given (pip_url: this checkout, as PyPI has no release
+        yet), and an environment that points base_url at the sandbox."""
+        entry = {**loader, "pip_url": str(REPO)}
+        project = {
+            "project_id": "target-aha-user-test",
+            "send_anonymous_usage_stats": False,
+            "default_environment": "sandbox",
+            "environments": [{"name": "sandbox", "config": {"plugins": {"loaders": [
+                {"name": "target-aha", "config": {"base_url": base_url}}]}}}],
+            "plugins": {"loaders": [entry]},
+        }
+        (self.root / "meltano.yml").write_text(yaml.safe_dump(project, sort_keys=False))
+
+    def run(self, *args: str, env: dict[str, str] | None = None,
+            ) -> subprocess.CompletedProcess[str]:
+        assert MELTANO is not None
+        return subprocess.run(
+            [MELTANO, *args], cwd=self.root, env={**self.env, **(env or {})},
+            capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL, check=False,
+        )
+
+
+@pytest.fixture(scope="module")
+def user_project(tmp_path_factory: pytest.TempPathFactory) -> UserProject:
+    base = tmp_path_factory.mktemp("user-project")
+    root = base / "project"
+    root.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TARGET_AHA_", "MELTANO_"))}
+    env.update({"MELTANO_DATABASE_URI": f"sqlite:///{base / 'meltano.db'}",
+                "MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false",
+                "TARGET_AHA_LEDGER_PATH": str(base / "ledger.sqlite")})
+    project = UserProject(root, env)
+    project.use(readme_loader("plugins:\n  loaders:"), "http://127.0.0.1:9/api/v1")
+    install = project.run("install", "--plugin-type", "loader", "target-aha")
+    assert install.returncode == 0, install.stderr[-6000:]
+    return project
+
+
+def test_readme_entry_receives_the_api_key_from_the_environment(
+    sandbox: Sandbox, user_project: UserProject,
+) -> None:
+    # The README's hand-written entry, verbatim but for pip_url, and `export TARGET_AHA_API_KEY`.
+    loader = readme_loader("plugins:\n  loaders:")
+    user_project.use(loader, sandbox.base_url)
+    run = user_project.run("invoke", "target-aha", "--test", env={"TARGET_AHA_API_KEY": TOKEN})
+    assert run.returncode == 0, run.stdout + run.stderr[-6000:]
+    assert "PASS  API key for 127.0.0.1" in run.stdout
+    assert "PASS  stream 'intake_requests' (create_feature) release_id" in run.stdout
+    assert "0 failed" in run.stdout
+    assert {r["method"] for r in sandbox.requests()} == {"GET"}
+
+    # Without the declaration (the README's entry before), the key never arrives, and the
+    # message says why instead of asking to set what is already set.
+    undeclared = {k: v for k, v in loader.items() if k != "settings"}
+    user_project.use(undeclared, sandbox.base_url)
+    run = user_project.run("invoke", "target-aha", "--test", env={"TARGET_AHA_API_KEY": TOKEN})
+    assert run.returncode == 1
+    assert ("api_key is not set. TARGET_AHA_API_KEY is set in the environment, but Meltano did "
+            "not pass it on") in run.stderr, run.stderr[-3000:]
+    assert "meltano add --plugin-type loader target-aha --from-ref" in run.stderr
+    assert "Traceback" not in run.stderr
+
+
+def test_readme_test_example_checks_through_meltano(
+    sandbox: Sandbox, user_project: UserProject,
+) -> None:
+    user_project.use(readme_loader("# meltano invoke target-aha --test"), sandbox.base_url)
+    run = user_project.run("invoke", "target-aha", "--test", env={"TARGET_AHA_API_KEY": TOKEN})
+    assert run.returncode == 0, run.stdout + run.stderr[-6000:]
+    assert "PASS  stream 'intake' (create_feature) release_id: release 'PRJ1-R-1' exists" in (
+        run.stdout)
+
+
+def test_numbers_round_trip_through_meltano_config_set_and_the_environment(
+    sandbox: Sandbox, user_project: UserProject,
+) -> None:
+    user_project.use(repo_loader(), sandbox.base_url)
+    for name, value in (("max_requests_per_minute", "30"), ("request_timeout", "20")):
+        done = user_project.run("config", "set", "target-aha", name, value)
+        assert done.returncode == 0, done.stderr[-3000:]
+    written = (user_project.root / "meltano.yml").read_text()
+    assert "!!float" not in written
+    config = yaml.safe_load(written)["plugins"]["loaders"][0]["config"]
+    assert config["max_requests_per_minute"] == 30
+    assert config["request_timeout"] == 20
+
+    numbers = {"TARGET_AHA_MAX_REQUESTS_PER_SECOND": "2", "TARGET_AHA_STATE_INTERVAL_SECONDS": "5",
+               "TARGET_AHA_PROGRESS_INTERVAL_SECONDS": "10", "TARGET_AHA_MAX_CONCURRENCY": "2",
+               "TARGET_AHA_API_KEY": TOKEN}
+    printed = user_project.run("config", "print", "target-aha", env=numbers)
+    assert printed.returncode == 0, printed.stderr[-3000:]
+    values = json.loads(printed.stdout)
+    assert (values["max_requests_per_second"], values["state_interval_seconds"],
+            values["progress_interval_seconds"], values["max_requests_per_minute"],
+            values["request_timeout"]) == (2, 5, 10, 30, 20)
+    run = user_project.run("invoke", "target-aha", "--test", env=numbers)
+    assert run.returncode == 0, run.stdout + run.stderr[-6000:]  # no Decimal crash in Meltano
+    assert "Decimal" not in run.stderr
+
+    # ... and they reach target-aha, which checks them.
+    zero = user_project.run("invoke", "target-aha", "--test",
+                            env={**numbers, "TARGET_AHA_STATE_INTERVAL_SECONDS": "0"})
+    assert zero.returncode != 0
+    assert "state_interval_seconds" in zero.stderr, zero.stderr[-3000:]
+
+
+def config_test(env: dict[str, str]) -> tuple[subprocess.CompletedProcess[str], list[str]]:
+    """`meltano config test target-aha` at debug level, and the loader's lines it logged."""
+    run = meltano(["--log-level=debug", "config", "test", "target-aha"], env)
+    output = run.stdout + run.stderr
+    invoked = output.index("Invoking: ")
+    lines = [line.split("[debug    ] meltano      ", 1)[1]
+             for line in output[invoked:].splitlines()[1:]
+             if "[debug    ] meltano      " in line]
+    return run, lines
+
+
+def test_config_test_passes_with_the_read_only_checks(
+    sandbox: Sandbox, meltano_env: dict[str, str],
+) -> None:
+    run, lines = config_test({**meltano_env, "TARGET_AHA_BASE_URL": sandbox.base_url})
+    output = run.stdout + run.stderr
+    # Meltano's own verdict on what target-aha answered: exit 0 and no line with "error" or
+    # "exception" (its rule), so it logs that the test passed.
+    assert TEST_VERDICT in output, output[-6000:]
+    assert "Process return code: 0" in lines
+    assert "target-aha --test: 5 passed, 0 failed, 0 not checkable. Nothing was written." in lines
+    assert "PASS  stream 'vendors' (create_custom_table_record) custom_table_key: custom table " \
+           "'vendors' exists (GET /products/PRJ1/custom_objects/vendors/records answered 200)" \
+           in lines
+    loader_lines = lines[:lines.index("Process return code: 0")]
+    assert not [line for line in loader_lines
+                if "error" in line.lower() or "exception" in line.lower()]
+    # Nothing was written to Aha!: only GETs, and no test object anywhere.
+    assert {r["method"] for r in sandbox.requests()} == {"GET"}
+    assert sandbox.objects("feature") == []
+    # Meltano 4.4.1 then calls terminate() on the loader that has exited: for any loader, the
+    # command usually ends with ProcessLookupError after the verdict (asyncio race in Meltano).
+    assert (run.returncode == 0 and "Plugin configuration is valid" in output) or (
+        PROCESS_LOOKUP_BUG in output), output[-6000:]
+
+
+def test_config_test_fails_with_the_test_message(
+    sandbox: Sandbox, meltano_env: dict[str, str],
+) -> None:
+    env = {**meltano_env, "TARGET_AHA_BASE_URL": sandbox.base_url,
+           "TARGET_AHA_API_KEY": "wrong-token"}
+    run, lines = config_test(env)
+    output = run.stdout + run.stderr
+    assert run.returncode != 0
+    assert TEST_VERDICT not in output
+    assert "Process return code: 1" in lines
+    failed = [line for line in lines if line.startswith("Meltano's loader test failed: ")]
+    assert failed == [
+        "Meltano's loader test failed: target-aha --test: 0 passed, 1 failed, 4 not checkable. "
+        "Fix the FAIL lines and run the test again. (`meltano invoke target-aha --test` shows "
+        "the same checks.)"], lines
+    assert any(line.startswith("FAIL  API key for 127.0.0.1") and "GET /me answered 401" in line
+               for line in lines), lines
+    assert "wrong-token" not in output
+    assert {r["method"] for r in sandbox.requests()} == {"GET"}
+
+
+def test_a_run_that_stops_early_under_meltano_says_why_and_leaves_no_open_files(
+    sandbox: Sandbox, meltano_env: dict[str, str],
+) -> None:
+    # A stream without a destination stops the run at its SCHEMA, after the results file and
+    # the ledger were opened; Meltano shows Python's warnings, so an unclosed file would show.
+    messages = [
+        {"type": "SCHEMA", "stream": "backlog", "key_properties": ["id"],
+         "schema": {"type": "object", "properties": {"id": {"type": "string"}}}},
+        {"type": "RECORD", "stream": "backlog", "record": {"id": "BL-1"}},
+    ]
+    assert MELTANO is not None
+    run = subprocess.run(
+        [MELTANO, "invoke", "target-aha"], cwd=REPO, capture_output=True, text=True,
+        env={**meltano_env, "TARGET_AHA_BASE_URL": sandbox.base_url}, timeout=300,
+        input="".join(json.dumps(m) + "\n" for m in messages), check=False,
+    )
+    assert run.returncode == 1
+    assert "Stream 'backlog' has no destination" in run.stderr, run.stderr[-3000:]
+    assert "ResourceWarning" not in run.stderr, run.stderr[-3000:]
+    assert "unclosed" not in run.stderr
+    assert sandbox.requests() == []
+
+
+def test_a_postgresql_ledger_without_the_extra_says_to_install_it(
+    sandbox: Sandbox, meltano_env: dict[str, str],
+) -> None:
+    # The project's plugin is installed without extras (pip_url: -e .), so no psycopg.
+    env = {**meltano_env, "TARGET_AHA_BASE_URL": sandbox.base_url,
+           "TARGET_AHA_LEDGER_PATH": "postgresql://aha:secret-pw@127.0.0.1:9/aha"}
+    run = meltano(["invoke", "target-aha", "--test"], env)
+    assert run.returncode == 1
+    assert "Install target-aha[postgres] (in Meltano: pip_url: target-aha[postgres])" in (
+        run.stderr), run.stderr[-3000:]
+    assert "secret-pw" not in run.stderr
+    assert "Traceback" not in run.stderr
+    assert "ResourceWarning" not in run.stderr
+
+
+def test_readme_custom_and_dry_run_examples_run_through_meltano(
+    sandbox: Sandbox, user_project: UserProject,
+) -> None:
+    # The custom-endpoint example: its checks pass (custom URLs are judged, never called).
+    user_project.use(readme_loader("portal_ideas:                       #"), sandbox.base_url)
+    run = user_project.run("invoke", "target-aha", "--test", env={"TARGET_AHA_API_KEY": TOKEN})
+    assert run.returncode == 0, run.stdout + run.stderr[-6000:]
+    assert "PASS  API key" in run.stdout
+    assert "stream 'portal_ideas' (custom)" in run.stdout, run.stdout
+
+    # The dry-run example: no key, nothing sent, the batch printed as the one body it would be.
+    user_project.use(readme_loader("results_path: output/aha-dry-run.jsonl"), sandbox.base_url)
+    sandbox.clear_requests()
+    messages = [
+        {"type": "SCHEMA", "stream": "crm_accounts", "key_properties": ["account_id"],
+         "schema": {"type": "object", "properties": {"account_id": {"type": "string"},
+                                                     "name": {"type": "string"}}}},
+        *({"type": "RECORD", "stream": "crm_accounts",
+           "record": {"account_id": f"A-{i}", "name": f"Account {i}"}} for i in range(3)),
+    ]
+    assert MELTANO is not None
+    dry = subprocess.run(
+        [MELTANO, "invoke", "target-aha"], cwd=user_project.root, env=user_project.env,
+        input="".join(json.dumps(m) + "\n" for m in messages), capture_output=True, text=True,
+        timeout=300, check=False,
+    )
+    assert dry.returncode == 0, dry.stderr[-6000:]
+    printed = [json.loads(line[line.index('{"method"'):]) for line in dry.stderr.splitlines()
+               if '{"method"' in line]
+    assert [p["body"] for p in printed] == [{"accounts": [
+        {"account_id": f"A-{i}", "name": f"Account {i}"} for i in range(3)]}], dry.stderr[-3000:]
+    assert sandbox.requests() == []
+    results = read_jsonl(user_project.root / "output" / "aha-dry-run.jsonl")
+    assert [r["status"] for r in results] == ["dry_run"] * 3

@@ -229,13 +229,52 @@ def test_logs_are_a_handful_of_lines_and_debug_shows_each_request(
 
 
 def test_settings_from_environment_variables(sandbox: Sandbox, run_target) -> None:
-    # singer-sdk 0.54 leaves `number` variables as text; target-aha reads them as numbers.
+    # Numbers from TARGET_AHA_* are read by target-aha (the SDK's int(text) would end in a
+    # traceback): whole ones for every numeric setting, a fraction of a second for the seconds
+    # settings. A rate with a fraction is refused with how to say it per minute.
     run = run_target(
         FEATURES, [schema("f"), *features("a")], sandbox=sandbox,
         extra_args=("--config", "ENV"),
-        env={"TARGET_AHA_REQUEST_TIMEOUT": "2.5", "TARGET_AHA_MAX_REQUESTS_PER_SECOND": "7.5",
+        env={"TARGET_AHA_REQUEST_TIMEOUT": "2.5", "TARGET_AHA_MAX_REQUESTS_PER_SECOND": "7",
              "TARGET_AHA_DRY_RUN": "true"},
     )
     assert run.returncode == 0, run.stderr
     assert sandbox.requests() == []
     assert len(run.dry_run_lines) == 1
+
+    refused = run_target(
+        FEATURES, [schema("f"), *features("a")], sandbox=sandbox,
+        extra_args=("--config", "ENV"),
+        env={"TARGET_AHA_MAX_REQUESTS_PER_SECOND": "7.5",
+             "TARGET_AHA_DRY_RUN": "true"},
+    )
+    assert refused.returncode == 1
+    assert ("max_requests_per_second must be a whole number of requests (7.5 was given). "
+            "For a rate with a fraction, give max_requests_per_minute instead: 450 a minute "
+            "is 7.5 a second.") in refused.stderr
+    assert "Traceback" not in refused.stderr
+
+
+def test_a_run_that_stops_early_closes_its_files(sandbox: Sandbox, run_target, tmp_path) -> None:
+    # Python shows ResourceWarning when warnings are on (as under Meltano): a run stopped at a
+    # SCHEMA without a destination must have closed its results file and ledger lock.
+    run = run_target(
+        {"results_path": str(tmp_path / "r.jsonl"), "ledger_path": str(tmp_path / "l.sqlite")},
+        [schema("backlog"), *features("a")], sandbox=sandbox,
+        env={"PYTHONWARNINGS": "default"},
+    )
+    assert run.returncode == 1
+    assert "Stream 'backlog' has no destination" in run.stderr
+    assert "ResourceWarning" not in run.stderr, run.stderr
+
+
+def test_missing_api_key_with_the_variable_exported_says_how_it_is_read(
+    sandbox: Sandbox, run_target,
+) -> None:
+    # Not "set TARGET_AHA_API_KEY" to someone who has: a --config file alone reads no variables.
+    run = run_target({**FEATURES, "api_key": ""}, [schema("f")], sandbox=sandbox,
+                     env={"TARGET_AHA_API_KEY": "sandbox-token"})
+    assert run.returncode == 1
+    assert ("api_key is not set. TARGET_AHA_API_KEY is set in the environment, but target-aha "
+            "reads environment variables only with --config=ENV") in run.stderr, run.stderr
+    assert sandbox.requests() == []
