@@ -93,12 +93,12 @@ class Release:
 
 def label(name: str) -> str:
     """A setting's label when --about gives it no `title`, spelled as the Hub spells it."""
-    words = re.split(r"[_\-. ]", name)
-    titled = [w.title() for w in words]
-    for i, word in enumerate(titled):
+    titled = []
+    for word in re.split(r"[_\-. ]", name):
+        spelled = word.title()
         for short, long in ACRONYMS.items():
-            word = word.replace(short, long)
-        titled[i] = word
+            spelled = spelled.replace(short, long)
+        titled.append(spelled)
     return " ".join(titled)
 
 
