@@ -145,6 +145,10 @@ def test_hub_file_is_a_hub_loader_definition() -> None:
     logo = HUB_DIR / "static" / plugin["logo_url"].lstrip("/")
     assert ET.parse(logo).getroot().tag == "{http://www.w3.org/2000/svg}svg"
     assert plugin["domain_url"] == "https://www.aha.io"
+    # An SDK plugin with structured logging names the SDK's log parser, as the Hub's own
+    # generator writes it (Meltano then configures the SDK's JSON log format).
+    assert "structured-logging" in plugin["capabilities"]
+    assert plugin["log_parser"] == "singer-sdk"
     assert plugin["maintenance_status"] == "active"
     assert plugin["quality"] in {"gold", "silver", "bronze", "unknown"}
     assert plugin["description"].strip()
