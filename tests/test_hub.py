@@ -267,6 +267,19 @@ def test_regenerate_into_a_hub_checkout(tmp_path: Path) -> None:
     assert defaults["loaders"]["target-aha"] == variant
     yamllint(definition, hub_root / "_data" / "maintainers.yml",
              hub_root / "_data" / "default_variants.yml")
+    # Run again: nothing changes (the entries are there already).
+    before = {p: p.read_text() for p in (hub_root / "_data").glob("*.yml")}
+    again = subprocess.run([sys.executable, REGENERATE, "--into", hub_root],
+                           capture_output=True, text=True, timeout=120, check=False)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert {p: p.read_text() for p in before} == before
+    # Another variant that is already the default is not replaced.
+    (hub_root / "_data" / "default_variants.yml").write_text(
+        "loaders:\n  target-aha: someone-else\n")
+    refused = subprocess.run([sys.executable, REGENERATE, "--into", hub_root],
+                             capture_output=True, text=True, timeout=120, check=False)
+    assert refused.returncode != 0
+    assert "already 'someone-else'" in refused.stderr, refused.stderr
 
 
 def yamllint(*paths: Path) -> None:

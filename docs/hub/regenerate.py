@@ -275,6 +275,11 @@ def load_existing() -> dict[str, Any]:
 def add_to_hub(hub: Path, files: dict[Path, str]) -> list[Path]:
     """Write the definition and logo into a meltano/hub checkout and merge the two entries."""
     release = Release(tomllib.loads((REPO / "pyproject.toml").read_text()))
+    defaults = hub / DEFAULT_VARIANTS.relative_to(HERE)
+    current = YAML().load(defaults.read_text())[PLUGIN_TYPE].get(release.name, release.variant)
+    if current != release.variant:  # another variant already the default is not replaced
+        raise SystemExit(f"{defaults}: the default variant of {release.name} is already "
+                         f"{current!r}; leave it, or change it by hand in the pull request")
     target = hub / "_data" / "meltano" / PLUGIN_TYPE / release.name / f"{release.variant}.yml"
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(files[DEFINITION])
@@ -286,10 +291,9 @@ def add_to_hub(hub: Path, files: dict[Path, str]) -> list[Path]:
         theirs = hub / ours.relative_to(HERE)
         data = YAML().load(theirs.read_text())
         entry = YAML().load(files[ours])
-        if ours is MAINTAINERS:
-            data.update(entry)
-            data = dict(sorted(data.items()))  # the Hub keeps maintainers sorted
-        else:  # default_variants is sorted per plugin type
+        if ours is MAINTAINERS:  # an existing entry for the variant is the Hub's: kept
+            data = dict(sorted({**entry, **data}.items()))  # the Hub keeps maintainers sorted
+        else:  # sorted per plugin type
             data[PLUGIN_TYPE] = dict(sorted({**data[PLUGIN_TYPE], **entry[PLUGIN_TYPE]}.items()))
         out = io.StringIO()
         YAML().dump(data, out)
