@@ -7,9 +7,9 @@ installed beside this Python, so the committed files are exactly what the refres
 derives every release-specific value from pyproject.toml: `repo` and `variant` (the owner of
 `[project.urls] Repository`), `name`, `namespace`, `executable`, `pip_url` and the maintainer.
 
-    python docs/hub/regenerate.py              # rewrite the files under docs/hub/
-    python docs/hub/regenerate.py --check      # exit 1 with a diff when one is stale
-    python docs/hub/regenerate.py --into HUB   # add them to a meltano/hub checkout
+    .venv/bin/python docs/hub/regenerate.py              # rewrite the files under docs/hub/
+    .venv/bin/python docs/hub/regenerate.py --check      # exit 1 with a diff when one is stale
+    .venv/bin/python docs/hub/regenerate.py --into HUB   # add them to a meltano/hub checkout
 
 Files, and where they go in meltano/hub:
     target-aha.yml                          _data/meltano/loaders/target-aha/<variant>.yml
@@ -322,7 +322,8 @@ def main(argv: list[str] | None = None) -> int:
                     old.splitlines(keepends=True), text.splitlines(keepends=True),
                     str(path.relative_to(REPO)), "regenerated"))
         if stale:
-            print("docs/hub is stale: run `python docs/hub/regenerate.py`", file=sys.stderr)
+            print("docs/hub is stale: run `.venv/bin/python docs/hub/regenerate.py`",
+                  file=sys.stderr)
         return int(stale)
     if args.into:
         for path in add_to_hub(args.into, files):
