@@ -49,7 +49,9 @@ endef
 
 $(DEV_STAMP): pyproject.toml
 	$(call make_venv,$(VENV))
-	$(VENV)/bin/python -m pip install --quiet -e '.[dev]'
+	@# The dev tools are a PEP 735 dependency group, which pip reads from 25.1 on.
+	$(VENV)/bin/python -m pip install --quiet --upgrade 'pip>=25.1'
+	$(VENV)/bin/python -m pip install --quiet -e '.[postgres]' --group dev
 	touch $@
 
 $(MELTANO_STAMP):

@@ -221,6 +221,7 @@ class TargetAha(Target):
         PluginCapabilities.ABOUT,
         PluginCapabilities.STREAM_MAPS,
         PluginCapabilities.FLATTENING,
+        PluginCapabilities.STRUCTURED_LOGGING,  # the SDK's JSON log formatter, for Meltano
         TargetCapabilities.VALIDATE_RECORDS,
     ]
 

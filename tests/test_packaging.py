@@ -1,15 +1,14 @@
 """Packaging: the sdist and wheel a release would upload, and the wheel installed as a user would.
 
-The distributions are built with `python -m build` (sdist, then the wheel from the sdist, so a
-file the sdist forgets breaks the wheel). When `build` is not importable here it is installed
-into a throwaway directory first. The wheel is then installed with pip into a fresh virtualenv
-and run from outside the checkout: `--version`, `--about`, and a load into the sandbox it ships.
+The distributions are built with `python -m build` (from the dev dependency group: sdist, then
+the wheel from the sdist, so a file the sdist forgets breaks the wheel). The wheel is then
+installed with pip into a fresh virtualenv and run from outside the checkout: `--version`,
+`--about`, and a load into the sandbox it ships.
 """
 
 from __future__ import annotations
 
 import email.parser
-import importlib.util
 import json
 import os
 import re
@@ -25,6 +24,7 @@ from typing import Any
 
 import pytest
 from packaging.requirements import Requirement  # pytest depends on packaging
+from packaging.version import Version
 
 from tests.conftest import EXECUTABLE
 
@@ -34,10 +34,14 @@ else:  # pytest depends on tomli below Python 3.11
     import tomli as tomllib
 
 REPO = Path(__file__).resolve().parents[1]
-PROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
+PROJECT = PYPROJECT["project"]
 NAME, VERSION = PROJECT["name"], PROJECT["version"]
 DIST = NAME.replace("-", "_")  # target_aha: the file-name form of the distribution name
-PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
+PYTHONS = ["3.10", "3.11", "3.12", "3.13", "3.14"]
+# What the sdist ships besides what every hatchling sdist has (pyproject.toml, PKG-INFO,
+# .gitignore).
+SDIST_PATHS = PYPROJECT["tool"]["hatch"]["build"]["targets"]["sdist"]["only-include"]
 # Never in a distribution: local state, caches, virtualenvs, build output.
 NEVER = (".git/", ".venv/", ".venv-meltano/", ".meltano/", "output/", "dist/", "build/",
          ".target-aha/", ".pytest_cache/", ".ruff_cache/", ".mypy_cache/", "__pycache__/")
@@ -78,13 +82,7 @@ def dists(tmp_path_factory: pytest.TempPathFactory) -> Dists:
     """`python -m build` of this checkout: an sdist, then a wheel built from the sdist."""
     base = tmp_path_factory.mktemp("packaging")
     out = base / "dist"
-    env = dict(os.environ)
-    if importlib.util.find_spec("build") is None:
-        # Not in the dev extras yet: a private copy, on PYTHONPATH only for this command.
-        tools = base / "build-tool"
-        run([sys.executable, "-m", "pip", "install", "--quiet", "--target", tools, "build"])
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(tools), env.get("PYTHONPATH")]))
-    run([sys.executable, "-m", "build", "--outdir", out, REPO], env=env, cwd=base)
+    run([sys.executable, "-m", "build", "--outdir", out, REPO], cwd=base)
     sdists = list(out.glob("*.tar.gz"))
     wheels = list(out.glob("*.whl"))
     assert len(sdists) == 1 and len(wheels) == 1, list(out.iterdir())
@@ -119,6 +117,36 @@ def test_sdist_has_the_sources_and_no_local_state(dists: Dists) -> None:
     assert not leaked, leaked
 
 
+def test_sdist_ships_exactly_the_listed_files(dists: Dists) -> None:
+    # pyproject's sdist list, nothing else: not the demo, tests, benchmarks, Makefile or
+    # meltano.yml, nor a file that lies untracked in the tree (one used to be shipped).
+    assert SDIST_PATHS == ["target_aha", "docs", "README.md", "LICENSE"]
+    names = set(dists.sdist_names())
+    listed = {n for n in names if any(n == p or n.startswith(f"{p}/") for p in SDIST_PATHS)}
+    # hatchling adds .gitignore to every sdist (it tells what the build left out).
+    assert names - listed == {"pyproject.toml", "PKG-INFO", ".gitignore"}, sorted(names - listed)
+    tracked = set().union(*(git_files(p) or set() for p in SDIST_PATHS))
+    if git_files(".") is not None:
+        assert listed == tracked, (f"not tracked by git: {sorted(listed - tracked)}; "
+                                   f"missing: {sorted(tracked - listed)}")
+
+
+def test_untracked_files_stay_out_of_the_sdist(tmp_path: Path) -> None:
+    # A stray file beside the sources (an editor's scratch copy, a local note) is not shipped.
+    tree = tmp_path / "tree"
+    shutil.copytree(REPO, tree, ignore=shutil.ignore_patterns(*[p.rstrip("/") for p in NEVER]))
+    (tree / "scratch.py").write_text("secret = 'do not ship'\n")
+    (tree / "notes").mkdir()
+    (tree / "notes" / "todo.md").write_text("local\n")
+    out = tmp_path / "dist"
+    run([sys.executable, "-m", "build", "--sdist", "--outdir", out, tree], cwd=tmp_path)
+    (sdist,) = out.glob("*.tar.gz")
+    with tarfile.open(sdist) as tar:
+        names = {m.name.split("/", 1)[1] for m in tar.getmembers() if m.isfile()}
+    assert not {"scratch.py", "notes/todo.md"} & names, sorted(names)
+    assert "target_aha/target.py" in names
+
+
 def test_wheel_has_the_package_only(dists: Dists) -> None:
     names = dists.wheel_names()
     top = {n.split("/", 1)[0] for n in names}
@@ -140,17 +168,48 @@ def test_wheel_metadata(dists: Dists) -> None:
     for python in PYTHONS:
         assert f"Programming Language :: Python :: {python}" in classifiers, python
     assert sorted(classifiers) == sorted(PROJECT["classifiers"])
+    for required in ("Programming Language :: Python :: 3 :: Only",
+                     "Operating System :: OS Independent"):
+        assert required in classifiers, required
+    for prefix in ("Development Status :: ", "Intended Audience :: ", "Topic :: "):
+        assert any(c.startswith(prefix) for c in classifiers), prefix
+    assert meta["Author"] == PROJECT["authors"][0]["name"]
+    assert meta["License-Expression"] == "Apache-2.0"
+    # Every project URL is on the one repository address (the release process's setting).
+    urls = dict(u.split(", ", 1) for u in meta.get_all("Project-URL") or [])
+    assert urls == PROJECT["urls"], urls
+    assert all(u.startswith(PROJECT["urls"]["Repository"]) for u in urls.values()), urls
     assert meta["Description-Content-Type"] == "text/markdown"
     assert meta.get_payload().strip().startswith("# target-aha")  # the README
-    # Runtime requirements are pyproject's dependencies (dev tools only behind an extra).
+    # Runtime requirements are pyproject's dependencies; the dev tools are not published.
     requires = [Requirement(r) for r in meta.get_all("Requires-Dist") or []]
     runtime = {(r.name, r.specifier) for r in requires if r.marker is None}
     assert runtime == {(r.name, r.specifier)
                        for r in map(Requirement, PROJECT["dependencies"])}, runtime
-    assert {"postgres", "dev"} <= set(meta.get_all("Provides-Extra") or [])
+    assert meta.get_all("Provides-Extra") == ["postgres"]
     entry_points = dists.wheel_text("entry_points.txt")
     assert re.search(r"^target-aha = target_aha\.target:TargetAha\.cli$", entry_points, re.M), (
         entry_points)
+
+
+def test_dev_tools_are_a_dependency_group() -> None:
+    # PEP 735: installed by `make install` (pip --group), never an extra users could pick.
+    assert "dev" not in PROJECT.get("optional-dependencies", {})
+    dev = {Requirement(r).name for r in PYPROJECT["dependency-groups"]["dev"]}
+    assert {"build", "pytest", "ruff", "mypy", "ruamel.yaml", "yamllint"} <= dev, dev
+    makefile = (REPO / "Makefile").read_text()
+    assert "--group dev" in makefile
+    assert "[dev]" not in makefile
+
+
+def test_build_backend_floor_supports_license_files() -> None:
+    # license-files (PEP 639) needs hatchling 1.27; an older floor lets pip pick one that
+    # fails on it.
+    (requirement,) = (Requirement(r) for r in PYPROJECT["build-system"]["requires"])
+    assert requirement.name == "hatchling"
+    floors = [Version(s.version) for s in requirement.specifier if s.operator == ">="]
+    assert floors and min(floors) >= Version("1.27"), requirement
+    assert "license-files" in PROJECT
 
 
 def test_version_has_a_single_source() -> None:
