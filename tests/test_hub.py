@@ -221,8 +221,6 @@ def test_hub_files_are_what_the_hubs_refresh_would_write() -> None:
     assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-3000:]
 
 
-@pytest.mark.xfail(strict=True, reason="user_agent's default in SETTINGS still carries the "
-                   "version (the settings schema's slice makes it stable; drop this marker then)")
 def test_hub_file_does_not_change_with_the_version() -> None:
     # A release must not rewrite the Hub file: no default may carry the version.
     for setting in hub()["settings"]:
@@ -311,8 +309,6 @@ def test_hub_capabilities_and_pythons_are_abouts(about: dict[str, Any]) -> None:
     assert "3.14" in plugin["supported_python_versions"]
 
 
-@pytest.mark.xfail(strict=True, reason="meltano.yml still declares decimal settings (the settings "
-                   "schema's slice makes every number an integer; drop this marker then)")
 def test_hub_file_agrees_with_the_projects_meltano_yml() -> None:
     # The repository's meltano.yml declares (some of) the same settings: same kinds.
     project = yaml.safe_load((REPO / "meltano.yml").read_text())
