@@ -44,9 +44,10 @@ NULL_TARGET = HERE.parent / "null_target.py"
 
 def _patch_no_print() -> None:
     """The dry run builds nothing and prints nothing (an upper bound of the printing cost)."""
-    from target_aha import dispatch  # noqa: PLC0415
+    from target_aha import transport  # noqa: PLC0415
+    from target_aha.wire import Answer  # noqa: PLC0415
 
-    dispatch.DryRunSender.send = lambda self, request, where, recover=None: None  # type: ignore[method-assign]
+    transport.DryRunTransport.send = lambda self, call: Answer(200, {}, "", simulated=True)  # type: ignore[method-assign]
 
 
 def _patch_msgspec() -> None:
