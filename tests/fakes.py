@@ -28,6 +28,10 @@ class FakeTransport:
             raise outcome
         return outcome
 
+    def send_once(self) -> Answer:
+        """`send` of an empty GET, for code that only needs "one attempt"."""
+        return self.send(Outgoing("GET", "https://fake.invalid/", {}))
+
 
 class FakeClock:
     """A clock that moves only when someone sleeps on it: `now` in seconds, `sleep` advances.
