@@ -136,7 +136,7 @@ GROUPS: list[tuple[str, str, str]] = [
     ("shaping: param_values", "target_aha/shaping.py", "param_values"),
     ("shaping: build_request (to_json_value, fill_path)", "target_aha/shaping.py",
      "build_request"),
-    ("dry-run printing (DryRunSender.send)", "target_aha/dispatch.py", "send"),
+    ("dry-run printing (DryRunTransport.send)", "target_aha/transport.py", "send"),
     ("results bookkeeping (Results.write)", "target_aha/results.py",
      "write"),
     ("SDK per-record total (_process_record_message)", "singer_sdk/target_base.py",

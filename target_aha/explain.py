@@ -7,7 +7,7 @@ status, which request); the messages a user acts on are made here, from those fa
 from __future__ import annotations
 
 from target_aha.client import AhaClient
-from target_aha.transport import DeadlinePassed, TransportError
+from target_aha.transport import AnswerTooLarge, DeadlinePassed, TransportError
 from target_aha.wire import Answer, Request
 
 
@@ -21,7 +21,7 @@ def problem(exc: TransportError) -> str:
 def brief_problem(exc: TransportError) -> str:
     """The fault's kind only, except for target-aha's own bounds, which say which was hit
     (a network fault's own text can name URLs and headers)."""
-    return problem(exc) if exc.kind in ("AnswerTooLarge", "DeadlinePassed") else exc.kind
+    return problem(exc) if isinstance(exc, AnswerTooLarge | DeadlinePassed) else exc.kind
 
 
 def last_attempt(last: TransportError | Answer) -> str:
