@@ -16,7 +16,7 @@ from urllib.parse import parse_qsl, urlsplit
 from target_aha.errors import ConfigError
 from target_aha.expressions import BatchExpression
 from target_aha.redact import REDACTOR, mask_url
-from target_aha.urls import check_url_text, origin_of, parse_http_url, same_origin
+from target_aha.urls import check_url_text, parse_http_url, same_origin
 from target_aha.wire import CONTENT_TYPES
 
 METHODS = ("POST", "PUT", "PATCH", "DELETE")
@@ -142,7 +142,7 @@ def _split_url(url: object, where: str, base_url: str) -> tuple[str, str | None,
         return "/" + parts.path.lstrip("/"), None, query
     parsed = parse_http_url(url, where, f"; {example}")
     base = urlsplit(base_url.rstrip("/"))
-    if parsed.origin == origin_of(base_url) and (
+    if same_origin(url, base_url) and (
         parsed.path == base.path or parsed.path.startswith(base.path + "/")
     ):
         return parsed.path[len(base.path):] or "/", None, query
