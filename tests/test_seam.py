@@ -3,16 +3,19 @@ transport, no sockets and no real waiting (each test runs in milliseconds)."""
 
 from __future__ import annotations
 
+import ast
 import io
 import json
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
 from target_aha.client import AhaClient
 from target_aha.destination import Destination
 from target_aha.errors import FatalAhaError, RecordRejected
+from target_aha.http_transport import HttpTransport
 from target_aha.preflight import POLICY as PREFLIGHT_POLICY
 from target_aha.preflight import preflight
 from target_aha.ratelimit import RateGate
@@ -20,7 +23,7 @@ from target_aha.retry import GaveUp, RetryPolicy, no_jitter
 from target_aha.sender import Sender
 from target_aha.transport import AnswerTooLarge, DeadlinePassed, DryRunTransport, TransportError
 from target_aha.webhook import Webhook
-from target_aha.wire import Answer, Request
+from target_aha.wire import Answer, Outgoing, Request
 from tests.fakes import FakeClock, FakeTransport
 
 BASE = "https://mycompany.aha.io/api/v1"
@@ -183,3 +186,23 @@ def test_webhook_posts_through_its_transport_with_the_one_policy() -> None:
     assert (hook.delivered, hook.undelivered) == (1, 1)  # the 404 is not retried
     assert len(transport.calls) == 3
     assert transport.calls[0].headers == {"Content-Type": "application/json", "User-Agent": "ua"}
+
+
+def test_requests_errors_are_mapped_at_the_seam() -> None:
+    transport = HttpTransport(2, 1024)
+    with pytest.raises(TransportError) as caught:  # port 9 (discard) is closed on loopback
+        transport.send(Outgoing("GET", "http://127.0.0.1:9/x", {}))
+    assert type(caught.value) is TransportError
+    assert (caught.value.kind, caught.value.retryable) == ("ConnectionError", True)
+
+
+def test_nothing_above_the_seam_imports_requests() -> None:
+    package = Path(__file__).parent.parent / "target_aha"
+    importers = set()
+    for path in package.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            if any(n == "requests" or n.startswith("requests.") for n in names):
+                importers.add(str(path.relative_to(package)))
+    assert importers == {"http_transport.py", "watchdog.py"}, importers
