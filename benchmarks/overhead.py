@@ -44,9 +44,10 @@ NULL_TARGET = HERE.parent / "null_target.py"
 
 def _patch_no_print() -> None:
     """The dry run builds nothing and prints nothing (an upper bound of the printing cost)."""
-    from target_aha import dispatch  # noqa: PLC0415
+    from target_aha import transport  # noqa: PLC0415
+    from target_aha.wire import Answer  # noqa: PLC0415
 
-    dispatch.DryRunSender.send = lambda self, request, where, recover=None: None  # type: ignore[method-assign]
+    transport.DryRunTransport.send = lambda self, call: Answer(200, {}, "", simulated=True)  # type: ignore[method-assign]
 
 
 def _patch_msgspec() -> None:
@@ -135,7 +136,7 @@ GROUPS: list[tuple[str, str, str]] = [
     ("shaping: param_values", "target_aha/shaping.py", "param_values"),
     ("shaping: build_request (to_json_value, fill_path)", "target_aha/shaping.py",
      "build_request"),
-    ("dry-run printing (DryRunSender.send)", "target_aha/dispatch.py", "send"),
+    ("dry-run printing (DryRunTransport.send)", "target_aha/transport.py", "send"),
     ("results bookkeeping (Results.write)", "target_aha/results.py",
      "write"),
     ("SDK per-record total (_process_record_message)", "singer_sdk/target_base.py",

@@ -53,15 +53,16 @@ WHAT_IF = "--child-pause-on-429-only"
 
 def child(argv: list[str]) -> None:
     """target-aha whose RateGate ignores `X-Ratelimit-Remaining: 0` (429s still pause)."""
-    from target_aha import dispatch  # noqa: PLC0415
+    from target_aha import ratelimit  # noqa: PLC0415
     from target_aha.target import TargetAha  # noqa: PLC0415
+    from target_aha.wire import Answer  # noqa: PLC0415
 
-    observe = dispatch.RateGate.observe
+    observe = ratelimit.RateGate.observe
 
-    def on_429_only(self: dispatch.RateGate, answer: dispatch.Answer) -> float | None:
+    def on_429_only(self: ratelimit.RateGate, answer: Answer) -> float | None:
         return observe(self, answer) if answer.status == 429 else None
 
-    dispatch.RateGate.observe = on_429_only  # type: ignore[method-assign]
+    ratelimit.RateGate.observe = on_429_only  # type: ignore[method-assign]
     sys.argv = ["target-aha", *argv]
     TargetAha.cli()
 

@@ -13,10 +13,11 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from target_aha.client import CONTENT_TYPES, check_url_text, origin_of, parse_http_url
 from target_aha.errors import ConfigError
 from target_aha.expressions import BatchExpression
 from target_aha.redact import REDACTOR, mask_url
+from target_aha.urls import check_url_text, parse_http_url, same_origin
+from target_aha.wire import CONTENT_TYPES
 
 METHODS = ("POST", "PUT", "PATCH", "DELETE")
 CUSTOM_KEYS = frozenset(
@@ -74,7 +75,7 @@ def parse_custom(entry: Mapping[str, Any], where: str, base_url: str) -> Custom:
     if not isinstance(allow_other_hosts, bool):
         raise ConfigError(f"{where}.allow_other_hosts must be true or false.")
     path, origin, query = _split_url(entry.get("url"), f"{where}.url", base_url)
-    on_account_host = origin is None or origin_of(origin) == origin_of(base_url)
+    on_account_host = origin is None or same_origin(origin, base_url)
     shown = mask_url(str(entry.get("url")))
     if not on_account_host and not allow_other_hosts:
         raise ConfigError(
@@ -141,7 +142,7 @@ def _split_url(url: object, where: str, base_url: str) -> tuple[str, str | None,
         return "/" + parts.path.lstrip("/"), None, query
     parsed = parse_http_url(url, where, f"; {example}")
     base = urlsplit(base_url.rstrip("/"))
-    if parsed.origin == origin_of(base_url) and (
+    if same_origin(url, base_url) and (
         parsed.path == base.path or parsed.path.startswith(base.path + "/")
     ):
         return parsed.path[len(base.path):] or "/", None, query

@@ -11,11 +11,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from target_aha.client import check_header, parse_http_url
 from target_aha.custom import CUSTOM_KEYS, Custom, parse_custom
 from target_aha.endpoints import CUSTOM, ENDPOINT_NAMES, TEMPLATES, Template
 from target_aha.errors import ConfigError, RecordError
 from target_aha.redact import REDACTOR
+from target_aha.urls import check_header, parse_http_url
 
 PROTECTED_HEADERS = frozenset({"authorization", "content-type"})
 COMMON_KEYS = frozenset(

@@ -47,7 +47,8 @@ class MeltanoTestSink(RecordSink):
             lines.append(REDACTOR(line))
             target.logger.info("%s", lines[-1])
 
-        if not preflight(target.run.sender.client, target.destinations(), emit):
+        if not preflight(target.client(), target.run.gate or target.gate(),
+                         target.destinations(), emit):
             raise ConfigError(
                 f"Meltano's loader test failed: {lines[-1]} "
                 "(`meltano invoke target-aha --test` shows the same checks.)"

@@ -10,21 +10,21 @@ failed.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import requests
-
-from target_aha.client import AhaClient, Answer, Request, Verdict, classify
+from target_aha import explain
+from target_aha.client import AhaClient
 from target_aha.custom import Custom
 from target_aha.destination import Destination
 from target_aha.endpoints import path_params
 from target_aha.errors import RecordError
 from target_aha.results import named_object
+from target_aha.retry import Gate, GaveUp, RetryPolicy, Verdict, classify, no_jitter
 from target_aha.shaping import fill_path
-from target_aha.transport import AnswerTooLarge, DeadlinePassed
+from target_aha.transport import TransportError
+from target_aha.wire import Answer, Request
 
 
 @dataclass(frozen=True)
@@ -69,6 +69,8 @@ READS = (
 aha-api.md documents. Other parameters (goal_id, initiative_id) are reported as not checked."""
 ATTEMPTS = 3
 """Tries of one GET when Aha! answers 429/5xx or cannot be reached."""
+POLICY = RetryPolicy(ATTEMPTS, 1.0, jitter=no_jitter)
+"""1 s, then 2 s between tries; a wait Aha! asks for (429) is taken instead, at the gate."""
 
 
 @dataclass(frozen=True)
@@ -86,10 +88,14 @@ class Check:
 
 
 def preflight(
-    client: AhaClient, destinations: Mapping[str, Destination], emit: Callable[[str], Any]
+    client: AhaClient, gate: Gate, destinations: Mapping[str, Destination],
+    emit: Callable[[str], Any], policy: RetryPolicy = POLICY,
 ) -> bool:
-    """Run every check, `emit` one line each and a summary; True if none failed."""
-    checker = _Checker(client)
+    """Run every check, `emit` one line each and a summary; True if none failed.
+
+    The GETs go through `gate` (the run's rate budget) and `policy`.
+    """
+    checker = _Checker(client, gate, policy)
     checks = [checker.token()]
     emit(checks[0].line())
     for stream, dest in destinations.items():
@@ -108,8 +114,10 @@ def preflight(
 class _Checker:
     """Makes the GETs (each path once) and words what they mean."""
 
-    def __init__(self, client: AhaClient) -> None:
+    def __init__(self, client: AhaClient, gate: Gate, policy: RetryPolicy) -> None:
         self._client = client
+        self._gate = gate
+        self._policy = policy
         self._answers: dict[str, Answer | str] = {}
 
     def token(self) -> Check:
@@ -224,23 +232,14 @@ class _Checker:
         return self._answers[path]
 
     def _fetch(self, request: Request) -> Answer | str:
-        problem = ""
-        tries = 0
-        while tries < ATTEMPTS:
-            if tries:
-                time.sleep(2 ** (tries - 1))
-            tries += 1
-            try:
-                answer = self._client.send(request)
-            except AnswerTooLarge as exc:  # asking again would bring the same long answer
-                problem = _problem(exc)
-                break
-            except requests.RequestException as exc:
-                problem = _problem(exc)
-                continue
-            if classify(answer.status) is not Verdict.RETRY:
-                return answer
-            problem = f"HTTP {answer.status}: {answer.excerpt()}"
+        try:
+            return self._policy.call(lambda: self._client.send(request), gate=self._gate)
+        except GaveUp as exc:
+            last, tries = exc.last, exc.attempts
+        problem = (
+            explain.brief_problem(last) if isinstance(last, TransportError)
+            else explain.last_attempt(last)
+        )
         return (
             f"{request.describe()} got no usable answer from {self._client.account} after "
             f"{tries} {'try' if tries == 1 else 'tries'} ({problem}). Check subdomain/base_url "
@@ -256,11 +255,3 @@ def _not_aha(request: str, answer: Answer, expected: str) -> str:
         f"(the answer began: {shown[:200]}). Check that base_url is Aha!'s API "
         "(https://<subdomain>.aha.io/api/v1), not a proxy, a login page or another service."
     )
-
-
-def _problem(exc: requests.RequestException) -> str:
-    """A transport error's kind, with the wording of target-aha's own bounds (theirs can name
-    URLs and headers, ours say only which bound was hit)."""
-    if isinstance(exc, AnswerTooLarge | DeadlinePassed):
-        return f"{type(exc).__name__}: {exc}"
-    return type(exc).__name__

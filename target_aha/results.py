@@ -24,7 +24,7 @@ from target_aha.errors import ConfigError, RecordError
 from target_aha.redact import REDACTOR
 
 if TYPE_CHECKING:
-    from target_aha.client import Answer, Request
+    from target_aha.wire import Answer, Request
 
 logger = logging.getLogger("target-aha")
 

@@ -15,10 +15,10 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
-from target_aha.client import Request
 from target_aha.custom import Custom
 from target_aha.destination import Destination
 from target_aha.errors import ConfigError, RecordError
+from target_aha.wire import Request
 
 
 def encode_segment(value: str, param: str) -> str:

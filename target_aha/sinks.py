@@ -37,8 +37,8 @@ from target_aha.upsert import Delivered, Keyed, Unrecorded, Upsert, ledger_stop
 from target_aha.webhook import envelope
 
 if TYPE_CHECKING:
-    from target_aha.client import Answer, Request
     from target_aha.target import TargetAha
+    from target_aha.wire import Answer, Request
 
 
 def _refuse_remote(uri: str) -> NoReturn:
@@ -226,11 +226,11 @@ class AhaSink(BatchSink):
                 )
             else:
                 answer = self.run.sender.send(request, where)
-                if answer is not None and self.template.operation == "create":
+                if not answer.simulated and self.template.operation == "create":
                     created_object(answer, request, self.template.wrapper, where=where,
                                    keyed=False)
                 done = Delivered(self.template.operation, answer=answer)
-                if request.method == "DELETE" and answer is not None:
+                if request.method == "DELETE" and not answer.simulated:
                     self._forget_deleted(request, done, where)
         except Unrecorded as exc:  # Aha! did it, the ledger could not note it: keep the outcome
             self.run.results.write(self._outcome(key, exc.done))
@@ -276,9 +276,10 @@ class AhaSink(BatchSink):
     ) -> None:
         """Post the answer that settled a record (or batch) to the response webhook, if any.
 
-        None (a dry run) posts nothing. The envelope has no headers: never the API key.
+        None or a dry run's simulated answer posts nothing. The envelope has no headers:
+        never the API key.
         """
-        if answer is None or self.webhook_url is None:
+        if answer is None or answer.simulated or self.webhook_url is None:
             return
         response = answer.data if answer.data is not None else (answer.text or None)
         self.run.webhook.post(
@@ -303,7 +304,8 @@ class AhaSink(BatchSink):
             self.destination.endpoint,
             done.operation,
             status,
-            http_status=done.answer.status if done.answer else None,
+            http_status=done.answer.status if done.answer and not done.answer.simulated
+            else None,
             aha_id=_text(obj.get("id")),
             reference_num=_text(obj.get("reference_num")),
             url=_text(obj.get("url")),
@@ -424,7 +426,7 @@ class CustomBatchSink(CustomSink):
             return
         self._notify(request, keys, answer)
         for key in keys:
-            if answer is None:
+            if answer.simulated:
                 self.run.results.write(self._line(key, "dry_run"))
             else:
                 self.run.results.write(self._line(key, "succeeded", http_status=answer.status))

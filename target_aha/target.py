@@ -39,9 +39,9 @@ from singer_sdk.singerlib.exceptions import InvalidInputLine
 from singer_sdk.singerlib.json import deserialize_json
 
 from target_aha import redact, settings
-from target_aha.client import AhaClient, check_header, parse_http_url
+from target_aha.client import ANSWER_LIMIT, AhaClient
 from target_aha.destination import Destination, parse_webhook_url
-from target_aha.dispatch import Dispatcher, DryRunSender, RateGate, Sender, Unsettled
+from target_aha.dispatch import Dispatcher, Unsettled
 from target_aha.errors import (
     ConfigError,
     InputError,
@@ -49,6 +49,7 @@ from target_aha.errors import (
     SchemaMismatch,
     TargetAhaError,
 )
+from target_aha.http_transport import HttpTransport
 from target_aha.ledger import Ledger, open_ledger
 from target_aha.maps import MapFailed, guard, guard_mapper
 from target_aha.meltano_test import MeltanoTestSink, is_meltano_test
@@ -63,12 +64,16 @@ from target_aha.messages import (
 )
 from target_aha.preflight import preflight
 from target_aha.progress import Progress
+from target_aha.ratelimit import RateGate
 from target_aha.redact import REDACTOR
 from target_aha.results import Results, new_run_id
+from target_aha.sender import Sender, sender_policy
 from target_aha.settings import SETTINGS
 from target_aha.sinks import AhaSink, sink_class
 from target_aha.summary import Costs, log_summary
-from target_aha.transport import WATCHDOG
+from target_aha.transport import DryRunTransport
+from target_aha.urls import check_header, parse_http_url
+from target_aha.watchdog import WATCHDOG
 from target_aha.webhook import Webhook
 
 if t.TYPE_CHECKING:
@@ -97,7 +102,7 @@ class Run:
 
     results: Results
     ledger: Ledger | None
-    sender: Sender | DryRunSender
+    sender: Sender
     dispatcher: Dispatcher
     disable_mailers: bool
     on_record_error: str
@@ -341,13 +346,20 @@ class TargetAha(Target):
         for stream, entry in streams.items():
             self._destinations[stream] = Destination.from_entry(stream, entry, self.base_url)
 
-    def client(self) -> AhaClient:
-        """The HTTP client of the account the settings name."""
+    def client(self, *, dry_run: bool = False) -> AhaClient:
+        """The HTTP client of the account the settings name (printing only, for a dry run)."""
         return AhaClient(
             self.base_url,
             self.config.get("api_key") or "",
             self.user_agent,
-            self.number("request_timeout"),
+            DryRunTransport() if dry_run
+            else HttpTransport(self.number("request_timeout"), ANSWER_LIMIT),
+        )
+
+    def gate(self) -> RateGate:
+        """The rate gate of the budget the settings name."""
+        return RateGate(
+            self.number("max_requests_per_second"), self.number("max_requests_per_minute")
         )
 
     def _start_run(self) -> Run:
@@ -365,17 +377,11 @@ class TargetAha(Target):
                 'ledger_path is "": upsert is off, so every run creates its records again '
                 "(re-runs and retries after a failure will duplicate objects in Aha!)."
             )
-        client = self.client()
-        gate = None
-        if self.dry_run:
-            sender: Sender | DryRunSender = DryRunSender(client)
-            dispatcher = Dispatcher(concurrency=0)
-        else:
-            gate = RateGate(
-                self.number("max_requests_per_second"), self.number("max_requests_per_minute")
-            )
-            sender = Sender(client, gate, config["max_retries"])
-            dispatcher = Dispatcher(concurrency=config["max_concurrency"])
+        gate = None if self.dry_run else self.gate()
+        sender = Sender(
+            self.client(dry_run=self.dry_run), gate, sender_policy(config["max_retries"])
+        )
+        dispatcher = Dispatcher(concurrency=0 if self.dry_run else config["max_concurrency"])
         return Run(
             results, ledger, sender, dispatcher, config["disable_mailers"],
             config["on_record_error"], self.dry_run, gate,
@@ -683,7 +689,8 @@ class TargetAha(Target):
             open_run=False,
         )
         passed = preflight(
-            target.client(), target.destinations(), lambda line: print(REDACTOR(line))
+            target.client(), target.gate(), target.destinations(),
+            lambda line: print(REDACTOR(line)),
         )
         sys.exit(0 if passed else 1)
 

@@ -27,12 +27,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
-from target_aha.client import Answer, Request
 from target_aha.endpoints import Template
 from target_aha.errors import RecordError, RecordRejected, TargetAhaError
 from target_aha.ledger import Entry, Ledger, LedgerError, Scope, body_hash
 from target_aha.results import created_object, object_in
 from target_aha.shaping import fill_path
+from target_aha.wire import Answer, Request
 
 CLOCK_SLACK_SECONDS = 10.0
 """An object counts as created after a pending mark if Aha! dated it at most this much before
@@ -49,10 +49,10 @@ def _uncounted(event: str) -> None:
 
 
 class Sending(Protocol):
-    """What upsert needs of a sender (the real one, or the dry run's printer)."""
+    """What upsert needs of a sender (`sender.Sender`)."""
 
-    def send(self, request: Request, where: str, recover: Any = None) -> Answer | None:
-        """Send one request (see dispatch.Sender.send)."""
+    def send(self, request: Request, where: str, recover: Any = None) -> Answer:
+        """Send one request (see sender.Sender.send)."""
 
 
 @dataclass(frozen=True)
@@ -174,7 +174,7 @@ class Upsert:
                 self.ledger.forget(job.scope)
             return None
         done = Delivered("update", answer=answer, request=put)
-        if answer is not None:
+        if not answer.simulated:
             obj = object_in(answer.data, self.template.wrapper)
             known = {"id": entry.aha_id, "reference_num": entry.reference_num, "url": entry.url}
             merged = {**known, **{k: v for k, v in obj.items() if v}}
@@ -209,7 +209,6 @@ class Upsert:
         except RecordRejected:
             self.ledger.forget(job.scope)  # Aha! refused it: certainly nothing was created
             raise
-        assert answer is not None
         # An answer that names no object leaves the key pending (RecordError): unknown outcome.
         obj = created_object(
             answer, job.request, self.template.wrapper, where=job.where, keyed=True
@@ -306,7 +305,7 @@ class Upsert:
         for page in range(1, MAX_LIST_PAGES + 1):
             listing = Request("GET", path, {**query, "page": str(page)})
             answer = self.sender.send(listing, f"{job.where}, looking for its pending create")
-            data = answer.data if answer is not None else None
+            data = answer.data
             if not isinstance(data, dict):
                 break
             items = next((v for v in data.values() if isinstance(v, list)), [])

@@ -19,14 +19,16 @@ import queue
 import random
 import threading
 import time
+from dataclasses import replace
 from typing import Any
 
-import requests
 from urllib3.util import parse_url
 
-from target_aha.client import thread_session
+from target_aha.http_transport import HttpTransport
 from target_aha.redact import REDACTOR, mask_url
-from target_aha.transport import AnswerTooLarge, exchange
+from target_aha.retry import GaveUp, RetryPolicy
+from target_aha.transport import AnswerTooLarge, Transport, TransportError
+from target_aha.wire import Answer, Outgoing
 
 RETRIES = 3
 """Retries of one post on a connection error, a timeout, 408, 429 or 5xx."""
@@ -37,6 +39,10 @@ TIMEOUT = 10.0
 trickling webhook costs seconds, not minutes."""
 ANSWER_LIMIT = 64 * 2**10
 """The most of a webhook's answer that is read: its body is ignored, only the status counts."""
+POLICY = RetryPolicy(
+    1 + RETRIES, BACKOFF_SECONDS, jitter=lambda wait: random.uniform(0.5, 1.0) * wait
+)
+"""The retry policy of one post (one attempt only while the webhook is failing)."""
 GIVE_UP_AFTER = 3
 """After this many posts in a row failed every attempt, later posts get one attempt each
 (until one goes through), so a webhook that is down cannot stall the end of a long run."""
@@ -72,10 +78,14 @@ def envelope(
 class Webhook:
     """Queues envelopes and posts them from background threads, with retries."""
 
-    def __init__(self, user_agent: str) -> None:
+    def __init__(
+        self, user_agent: str, transport: Transport | None = None,
+        policy: RetryPolicy = POLICY,
+    ) -> None:
         self._headers = {"Content-Type": "application/json", "User-Agent": user_agent}
         self._queue: queue.Queue[tuple[str, dict[str, Any]] | None] = queue.Queue(QUEUE_SIZE)
-        self._local = threading.local()
+        self._transport = transport or HttpTransport(TIMEOUT, ANSWER_LIMIT)
+        self._policy = policy
         self._lock = threading.Lock()
         self._workers: list[threading.Thread] = []
         self._failing_streak = 0
@@ -142,8 +152,9 @@ class Webhook:
 
     def _deliver(self, url: str, body: dict[str, Any]) -> None:
         with self._lock:
-            attempts = 1 if self._failing_streak >= GIVE_UP_AFTER else 1 + RETRIES
-        problem = self._attempt(url, json.dumps(REDACTOR.data(body)), attempts)
+            policy = (replace(self._policy, attempts=1)
+                      if self._failing_streak >= GIVE_UP_AFTER else self._policy)
+        problem = self._attempt(url, json.dumps(REDACTOR.data(body)), policy)
         with self._lock:
             if problem is None:
                 self.delivered += 1
@@ -163,31 +174,28 @@ class Webhook:
                 "answer once, without retries, until it answers again.", _site(url), streak,
             )
 
-    def _attempt(self, url: str, data: str, attempts: int) -> str | None:
+    def _attempt(self, url: str, data: str, policy: RetryPolicy) -> str | None:
         """Post until accepted; None on success, else what went wrong the last time."""
-        problem = None
-        for attempt in range(attempts):
-            if attempt:
-                time.sleep(random.uniform(0.5, 1.0) * BACKOFF_SECONDS * 2 ** (attempt - 1))
-            try:
-                answer = exchange(
-                    thread_session(self._local, self._headers), "POST", url, data=data,
-                    seconds=TIMEOUT, limit=ANSWER_LIMIT,
-                )
-            except AnswerTooLarge as exc:
-                status = exc.status  # the body is ignored anyway: the status is enough
-            except requests.RequestException as exc:
-                problem = f"{type(exc).__name__} after {attempt + 1} attempt(s)"
-                continue
-            else:
-                status = answer.status
-            if 200 <= status < 300:
-                return None
-            problem = f"HTTP {status} after {attempt + 1} attempt(s)"
-            if status not in (408, 429) and status < 500:
-                return problem
-        return problem
+        call = Outgoing("POST", url, dict(self._headers), data)
+        tries = 0
 
+        def post() -> Answer:
+            nonlocal tries
+            tries += 1
+            try:
+                return self._transport.send(call)
+            except AnswerTooLarge as exc:  # the body is ignored anyway: the status is enough
+                return Answer(exc.status, {}, "")
+
+        try:
+            answer = policy.call(post)
+        except GaveUp as exc:
+            last = exc.last
+            what = last.kind if isinstance(last, TransportError) else f"HTTP {last.status}"
+            return f"{what} after {tries} attempt(s)"
+        if 200 <= answer.status < 300:
+            return None
+        return f"HTTP {answer.status} after {tries} attempt(s)"
 
 
 def _site(url: str) -> str:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from target_aha.client import encode_form
+from target_aha.forms import encode_form
 from target_aha.sandbox import Sandbox
 from tests.conftest import TOKEN, record, schema, state
 from tests.receiver import Receiver

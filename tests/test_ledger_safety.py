@@ -17,12 +17,12 @@ from typing import Any
 import pytest
 import requests
 
-from target_aha.client import Answer, Request
 from target_aha.endpoints import TEMPLATES
 from target_aha.errors import ConfigError
 from target_aha.ledger import LedgerError, Scope, SQLiteLedger, ledger_store
 from target_aha.sandbox import Sandbox
 from target_aha.upsert import Keyed, Unrecorded, Upsert
+from target_aha.wire import Answer, Request
 from tests.conftest import EXECUTABLE, TOKEN, record, schema, state
 from tests.receiver import Receiver
 

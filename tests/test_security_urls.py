@@ -13,12 +13,16 @@ from typing import Any
 
 import pytest
 
-from target_aha.client import AhaClient, Request, parse_http_url
+from target_aha.client import ANSWER_LIMIT, AhaClient
 from target_aha.destination import Destination, parse_headers, parse_webhook_url
-from target_aha.dispatch import RateGate, Sender
 from target_aha.errors import ConfigError, FatalAhaError
+from target_aha.http_transport import HttpTransport
+from target_aha.ratelimit import RateGate
 from target_aha.redact import REDACTOR, mask_url
 from target_aha.sandbox import Sandbox
+from target_aha.sender import Sender, sender_policy
+from target_aha.urls import parse_http_url
+from target_aha.wire import Request
 from tests.conftest import TOKEN, record, schema
 from tests.hostile import Hostile, Reply, Seen
 from tests.receiver import Receiver
@@ -97,7 +101,7 @@ def test_the_one_parse_decides_the_origin_everywhere() -> None:
     url = parse_http_url("https://MyCompany.aha.io:443/api/v1", "base_url")
     assert url.origin == ("https", "mycompany.aha.io", 443)
     assert parse_http_url("http://[::1]:8080/x", "base_url").origin == ("http", "::1", 8080)
-    client = AhaClient("http://127.0.0.1:2222/api/v1", KEY, "ua", 5)
+    client = AhaClient("http://127.0.0.1:2222/api/v1", KEY, "ua", HttpTransport(5, ANSWER_LIMIT))
     # A Request's origin that the client would connect to elsewhere never gets the key.
     tricky = Request("POST", "/x", origin="http://127.0.0.1:1111\\@127.0.0.1:2222")
     assert not client.is_account(tricky)
@@ -250,8 +254,9 @@ def test_unexpected_tracebacks_are_redacted() -> None:
 
 def test_another_hosts_exhausted_retries_do_not_name_aha() -> None:
     with Receiver(status=503) as other:
-        client = AhaClient("https://mycompany.aha.io/api/v1", KEY, "ua", 5)
-        sender = Sender(client, RateGate(100, 1000), max_retries=0)
+        client = AhaClient("https://mycompany.aha.io/api/v1", KEY, "ua",
+                           HttpTransport(5, ANSWER_LIMIT))
+        sender = Sender(client, RateGate(100, 1000), sender_policy(max_retries=0))
         request = Request("POST", "/in", {"token": "QSECRET"}, {"a": 1}, origin=other.url)
         with pytest.raises(FatalAhaError) as caught:
             sender.send(request, "stream 'c', record #1")

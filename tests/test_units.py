@@ -10,14 +10,19 @@ import time
 
 import pytest
 
-from target_aha.client import AhaClient, Answer, Request, Verdict, classify, encode_form
+from target_aha.client import AhaClient
 from target_aha.destination import Destination, Pattern, parse_headers
-from target_aha.dispatch import Dispatcher, RateGate
+from target_aha.dispatch import Dispatcher
 from target_aha.endpoints import TEMPLATES
 from target_aha.errors import ConfigError, RecordError
 from target_aha.expressions import BatchExpression, ExpressionError
+from target_aha.forms import encode_form
+from target_aha.ratelimit import RateGate
+from target_aha.retry import Verdict, classify
 from target_aha.sandbox.forms import decode_form
 from target_aha.shaping import build_request, encode_segment, param_values, to_json_value, wrap
+from target_aha.wire import Answer, Request
+from tests.fakes import FakeTransport
 
 
 def test_every_template_param_comes_from_its_path() -> None:
@@ -182,7 +187,7 @@ def test_custom_placeholders_always_read_the_record() -> None:
 
 
 def test_the_token_goes_only_to_base_urls_origin() -> None:
-    client = AhaClient(BASE, "secret", "ua", 5)
+    client = AhaClient(BASE, "secret", "ua", FakeTransport())
     assert client.is_account(Request("GET", "/x"))
     assert client.is_account(Request("GET", "/api/v2/x", origin="https://mycompany.aha.io:443"))
     for other in ("http://mycompany.aha.io", "https://mycompany.aha.io:8443",
