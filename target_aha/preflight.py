@@ -17,10 +17,10 @@ from typing import Any
 
 import requests
 
+from target_aha import placeholders
 from target_aha.client import AhaClient, Answer, Request, Verdict, classify
 from target_aha.custom import Custom
 from target_aha.destination import Destination
-from target_aha.endpoints import path_params
 from target_aha.errors import RecordError
 from target_aha.results import named_object
 from target_aha.shaping import fill_path
@@ -139,7 +139,7 @@ class _Checker:
             if read.param not in dest.params:
                 continue
             where = f"{subject} {read.param}"
-            missing = [p for p in path_params(read.path) if p not in literals]
+            missing = [p for p in placeholders.names(read.path) if p not in literals]
             if missing:
                 fields = sorted(set().union(*(dest.params[p].fields for p in missing)))
                 checks.append(Check(
@@ -149,7 +149,7 @@ class _Checker:
             elif not token_ok:
                 checks.append(Check(None, where, "not checked: the API key was not accepted"))
             else:
-                values = {p: literals[p].render({}, p) for p in path_params(read.path)}
+                values = {p: literals[p].render({}, p) for p in placeholders.names(read.path)}
                 checks.append(self._exists(where, f"streams.{stream}.{read.param}", read, values))
         checked = {read.param for read in READS}
         for param, pattern in dest.params.items():

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
-import functools
-import string
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
+from target_aha import placeholders
 from target_aha.client import Request
 from target_aha.custom import Custom
 from target_aha.destination import Destination
@@ -34,17 +33,11 @@ def encode_segment(value: str, param: str) -> str:
     return quote(value, safe="")
 
 
-@functools.lru_cache(maxsize=256)
-def _path_parts(path: str) -> tuple[tuple[str, str | None], ...]:
-    """A path template split into (literal, placeholder) pairs, once per template."""
-    return tuple((literal, name or None) for literal, name, _, _ in string.Formatter().parse(path))
-
-
 def fill_path(path: str, values: Mapping[str, str]) -> str:
     """Fill a path template's `{name}` placeholders with encoded values."""
     return "".join(
         literal + (encode_segment(values[name], name) if name else "")
-        for literal, name in _path_parts(path)
+        for literal, name in placeholders.split(path)
     )
 
 
