@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import quote
 
 from target_aha import placeholders
+from target_aha.aha import MAILERS_OFF
 from target_aha.client import Request
 from target_aha.custom import Custom
 from target_aha.destination import Destination
@@ -145,7 +146,7 @@ def build_request(
     return Request(
         method=template.method,
         path=path,
-        query={"disable_mailers": "true"} if mailers_off else {},
+        query=dict(MAILERS_OFF) if mailers_off else {},
         body=wrap(body, template.wrapper, template.nest),
         headers=dict(dest.headers),
     )
@@ -182,7 +183,7 @@ def _custom_request(
     """A custom endpoint's request: its URL's query, and disable_mailers only for Aha!."""
     query = dict(custom.query)
     if mailers_off and custom.on_account_host:
-        query["disable_mailers"] = "true"
+        query.update(MAILERS_OFF)
     return Request(
         method=custom.method,
         path=path,
