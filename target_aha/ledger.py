@@ -90,6 +90,11 @@ class Entry:
         """A create was sent (or about to be) and its outcome is not known."""
         return self.pending_since is not None
 
+    def as_object(self) -> dict[str, str | None]:
+        """The object the key became, as Aha! names it in an answer (`id`, `reference_num`,
+        `url`): what an unchanged record's results line reports."""
+        return {"id": self.aha_id, "reference_num": self.reference_num, "url": self.url}
+
 
 def body_hash(body: Any) -> str:
     """A stable hash of a request body (key order does not matter)."""

@@ -294,8 +294,7 @@ class AhaSink(BatchSink):
     def _outcome(self, key: str | None, done: Delivered) -> Outcome:
         status = "dry_run" if self.run.dry_run else "succeeded"
         if done.entry is not None:
-            obj = {"id": done.entry.aha_id, "reference_num": done.entry.reference_num,
-                   "url": done.entry.url}
+            obj = done.entry.as_object()
         else:
             obj = object_in(done.answer.data if done.answer else None, self.template.wrapper)
         return Outcome(

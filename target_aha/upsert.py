@@ -172,8 +172,7 @@ class Upsert:
         done = Delivered("update", answer=answer, request=put)
         if answer is not None:
             obj = aha.object_in(answer.data, self.template.wrapper)
-            known = {"id": entry.aha_id, "reference_num": entry.reference_num, "url": entry.url}
-            merged = {**known, **{k: v for k, v in obj.items() if v}}
+            merged = {**entry.as_object(), **{k: v for k, v in obj.items() if v}}
             self._store(job, merged, job.digest, done,
                         happened=f"Aha! updated {_named(merged)}, but",
                         next_run="The ledger still has the previous body's hash, so the next "
