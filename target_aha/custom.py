@@ -7,12 +7,12 @@ read. The URL's `{field}` placeholders become the stream's parameters (see desti
 
 from __future__ import annotations
 
-import string
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from target_aha import placeholders
 from target_aha.errors import ConfigError
 from target_aha.expressions import BatchExpression
 from target_aha.redact import REDACTOR, mask_url
@@ -86,7 +86,7 @@ def parse_custom(entry: Mapping[str, Any], where: str, base_url: str) -> Custom:
         )
     batch = _parse_batch(entry.get("batch"), f"{where}.batch")
     if batch is not None:
-        if any(name for _, name, _, _ in string.Formatter().parse(path)):
+        if placeholders.names(path):
             raise ConfigError(
                 f"{where}.url {shown!r} reads record fields, but a batch is one "
                 "call for many records; use a fixed URL with batch, or drop batch."
@@ -122,7 +122,7 @@ def _split_url(url: object, where: str, base_url: str) -> tuple[str, str | None,
     shown = repr(mask_url(url))
     check_url_text(url, where)
     try:
-        names = [name for _, name, _, _ in string.Formatter().parse(url) if name is not None]
+        names = [name for _, name in placeholders.split(url) if name is not None]
     except ValueError as exc:
         raise ConfigError(f"{where} {shown} is malformed ({exc}); {example}.") from exc
     if "" in names or any(not n.isidentifier() for n in names):

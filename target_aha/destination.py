@@ -6,11 +6,11 @@ The target turns each configured entry (or a stream named after a template) into
 
 from __future__ import annotations
 
-import string
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from target_aha import placeholders
 from target_aha.custom import CUSTOM_KEYS, Custom, parse_custom
 from target_aha.endpoints import CUSTOM, ENDPOINT_NAMES, TEMPLATES, Template
 from target_aha.errors import ConfigError, RecordError
@@ -43,7 +43,7 @@ class Pattern:
         if isinstance(value, bool) or not isinstance(value, str | int):
             raise ConfigError(f"{where} must be a string or a number, got {value!r}.")
         try:
-            parsed = [(lit, name) for lit, name, _, _ in string.Formatter().parse(str(value))]
+            parsed = placeholders.split(str(value))
         except ValueError as exc:
             raise ConfigError(
                 f"{where} = {value!r} is not a valid value ({exc}). Use a literal such as "

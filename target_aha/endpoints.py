@@ -6,16 +6,12 @@ and the ledger read it; adding a twelfth template is one more row.
 
 from __future__ import annotations
 
-import string
 from dataclasses import dataclass, field
+
+from target_aha import placeholders
 
 CUSTOM = "custom"
 """The `endpoint` value of the manual configuration (any Aha! endpoint)."""
-
-
-def path_params(path: str) -> tuple[str, ...]:
-    """Names of the `{placeholders}` of a path template, in order of appearance."""
-    return tuple(name for _, name, _, _ in string.Formatter().parse(path) if name)
 
 
 @dataclass(frozen=True)
@@ -46,7 +42,7 @@ class Template:
     params: tuple[str, ...] = field(init=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "params", path_params(self.path))
+        object.__setattr__(self, "params", placeholders.names(self.path))
 
     @property
     def operation(self) -> str:

@@ -14,59 +14,17 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from target_aha import explain
+from target_aha import explain, placeholders
+from target_aha.aha import ME_PATH, ME_WRAPPER, READS, Read, named_object
 from target_aha.client import AhaClient
 from target_aha.custom import Custom
 from target_aha.destination import Destination
-from target_aha.endpoints import path_params
 from target_aha.errors import RecordError
-from target_aha.results import named_object
 from target_aha.retry import Gate, GaveUp, RetryPolicy, Verdict, classify, no_jitter
 from target_aha.shaping import fill_path
 from target_aha.transport import TransportError
 from target_aha.wire import Answer, Request
 
-
-@dataclass(frozen=True)
-class Read:
-    """How to check that a parameter names something that exists: one GET."""
-
-    param: str
-    kind: str
-    path: str
-    example: str
-    query: tuple[tuple[str, str], ...] = ()
-    listing: str | None = None
-    """For a read that lists (a custom table's records): the key of the list it answers.
-    Any other read answers its object under `kind` (`{"product": {"id": ...}}`)."""
-
-    @property
-    def answer(self) -> str:
-        """What a 2xx must carry to prove the object exists, for messages."""
-        return f'a "{self.listing}" list' if self.listing else f"a {self.kind} with its id"
-
-    def proves(self, data: Any) -> bool:
-        """Whether a 2xx body is Aha!'s answer to this read, not a proxy's page or garbage."""
-        if self.listing is not None:
-            return isinstance(data, dict) and isinstance(data.get(self.listing), list)
-        return isinstance(data, dict) and isinstance(data.get(self.kind), dict) and (
-            named_object(data, self.kind) is not None
-        )
-
-
-READS = (
-    Read("product_id", "product", "/products/{product_id}", "its prefix such as PRJ1, or its id"),
-    Read("release_id", "release", "/releases/{release_id}", "its reference such as PRJ1-R-1"),
-    Read(
-        "custom_table_key", "custom table",
-        "/products/{product_id}/custom_objects/{custom_table_key}/records",
-        "the table's API key as shown in Aha! (custom tables need an Enterprise+ plan)",
-        (("per_page", "1"),), listing="custom_object_records",
-    ),
-    Read("epic_id", "epic", "/epics/{epic_id}", "its reference such as PRJ1-E-1"),
-)
-"""Per template parameter, the read that proves it names an existing object: the reads
-aha-api.md documents. Other parameters (goal_id, initiative_id) are reported as not checked."""
 ATTEMPTS = 3
 """Tries of one GET when Aha! answers 429/5xx or cannot be reached."""
 POLICY = RetryPolicy(ATTEMPTS, 1.0, jitter=no_jitter)
@@ -122,18 +80,18 @@ class _Checker:
 
     def token(self) -> Check:
         subject = f"API key for {self._client.account}"
-        answer = self._get("/me", ())
+        answer = self._get(ME_PATH, ())
         if isinstance(answer, str):
             return Check(False, subject, answer)
         if classify(answer.status) is Verdict.OK:
-            user = named_object(answer.data, "user")
-            if user is None or not isinstance(answer.data.get("user"), dict):
-                return Check(False, subject, _not_aha("GET /me", answer, "a user"))
+            user = named_object(answer.data, ME_WRAPPER)
+            if user is None or not isinstance(answer.data.get(ME_WRAPPER), dict):
+                return Check(False, subject, _not_aha(f"GET {ME_PATH}", answer, "a user"))
             who = user.get("email") or user.get("name") or "unknown user"
-            return Check(True, subject, f"GET /me answered {answer.status} (user {who})")
+            return Check(True, subject, f"GET {ME_PATH} answered {answer.status} (user {who})")
         return Check(
             False, subject,
-            f"GET /me answered {answer.status}: {answer.excerpt()}. Check api_key "
+            f"GET {ME_PATH} answered {answer.status}: {answer.excerpt()}. Check api_key "
             "(TARGET_AHA_API_KEY) and that subdomain/base_url is the account the key belongs to.",
         )
 
@@ -147,7 +105,7 @@ class _Checker:
             if read.param not in dest.params:
                 continue
             where = f"{subject} {read.param}"
-            missing = [p for p in path_params(read.path) if p not in literals]
+            missing = [p for p in placeholders.names(read.path) if p not in literals]
             if missing:
                 fields = sorted(set().union(*(dest.params[p].fields for p in missing)))
                 checks.append(Check(
@@ -157,7 +115,7 @@ class _Checker:
             elif not token_ok:
                 checks.append(Check(None, where, "not checked: the API key was not accepted"))
             else:
-                values = {p: literals[p].render({}, p) for p in path_params(read.path)}
+                values = {p: literals[p].render({}, p) for p in placeholders.names(read.path)}
                 checks.append(self._exists(where, f"streams.{stream}.{read.param}", read, values))
         checked = {read.param for read in READS}
         for param, pattern in dest.params.items():

@@ -11,22 +11,16 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import logging
 import re
 import secrets
 import threading
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO
 
-from target_aha.errors import ConfigError, RecordError
+from target_aha.errors import ConfigError
 from target_aha.redact import REDACTOR
-
-if TYPE_CHECKING:
-    from target_aha.wire import Answer, Request
-
-logger = logging.getLogger("target-aha")
 
 
 @dataclass(frozen=True)
@@ -43,63 +37,6 @@ class Outcome:
     reference_num: str | None = None
     url: str | None = None
     error: str | None = None
-
-
-def object_in(data: Any, wrapper: str | None) -> dict[str, Any]:
-    """The object inside an Aha! answer (`{"feature": {...}}` → the feature)."""
-    if not isinstance(data, dict):
-        return {}
-    inner = data.get(wrapper) if wrapper else None
-    if isinstance(inner, dict):
-        return inner
-    if len(data) == 1 and isinstance(only := next(iter(data.values())), dict):
-        return only
-    return data
-
-
-def named_object(data: Any, wrapper: str | None) -> dict[str, Any] | None:
-    """The object an answer names by its Aha! id, or None when it names none.
-
-    A 2xx to a create is only proof of an object when it carries the object's id: an HTML
-    page from a proxy, an empty body or `{"feature": {"name": "x"}}` says nothing about
-    whether Aha! created anything, so the caller must treat the outcome as unknown.
-    """
-    obj = object_in(data, wrapper)
-    ident = obj.get("id")
-    if isinstance(ident, bool) or not isinstance(ident, (str, int)) or str(ident).strip() == "":
-        return None
-    return obj
-
-
-def created_object(
-    answer: Answer, request: Request, wrapper: str | None, *, where: str, keyed: bool
-) -> dict[str, Any]:
-    """The object a create's 2xx answer names; a RecordError (logged loudly) if none.
-
-    Such an answer leaves the outcome unknown: the record is not a success (its STATE must
-    not move silently, and it has no id to remember). A keyed record's pending mark stays in
-    the ledger, so the next attempt looks for the object before creating it again.
-    """
-    obj = named_object(answer.data, wrapper)
-    if obj is not None:
-        return obj
-    shown = answer.excerpt() or "an empty body"
-    after = (
-        "The key stays pending in the ledger: the next run looks for the object in its "
-        "container before creating it again."
-        if keyed
-        else "Nothing marks this record pending (it has no key, there is no ledger, or the "
-        "stream's write_mode is create), so target-aha cannot look for it later: check Aha! "
-        "for the object before sending the record again."
-    )
-    message = (
-        f"{request.describe()} answered {answer.status} but named no object (no id in the "
-        f"answer, which began: {shown[:200]}), so whether Aha! created it is unknown. {after} "
-        "Check that base_url is Aha!'s API (https://<subdomain>.aha.io/api/v1), not a proxy "
-        "or a login page"
-    )
-    logger.warning("%s: %s", where, message)
-    raise RecordError(message)
 
 
 def new_run_id(dry_run: bool) -> str:

@@ -19,6 +19,7 @@ from decimal import Decimal
 from singer_sdk import typing as th
 from singer_sdk.configuration._dict_config import parse_environment_config
 
+from target_aha.entry_schema import STREAM_ENTRY
 from target_aha.errors import ConfigError
 
 USER_AGENT = "target-aha"
@@ -41,7 +42,8 @@ SETTINGS = th.PropertiesList(
         "Required unless dry_run.",
     ),
     th.Property(
-        "streams", th.ObjectType(additional_properties=True), default={}, title="Streams",
+        "streams", th.ObjectType(additional_properties=STREAM_ENTRY), default={},
+        title="Streams",
         description="Stream name -> destination: {\"endpoint\": <template or custom>, "
         "parameters such as release_id (a literal or a {field} placeholder), key_property, "
         "exclude_attributes, request_headers, response_webhook_url, write_mode}. A custom "
@@ -210,8 +212,11 @@ def check_numbers(config: dict[str, t.Any], schema: dict[str, t.Any]) -> None:
 
 
 def validation_schema(schema: dict[str, t.Any]) -> dict[str, t.Any]:
-    """The published schema, with the seconds settings accepting a fraction above 0."""
+    """The published schema, with the seconds settings accepting a fraction above 0, and
+    `streams` checked only as an object: its entries are checked by destination.py, whose
+    messages name the stream and say what the endpoint takes."""
     properties = dict(schema["properties"])
+    properties["streams"] = {**properties["streams"], "additionalProperties": True}
     for name in SECONDS:
         properties[name] = {**properties[name], "type": ["number", "null"],
                             "exclusiveMinimum": 0}

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
-import functools
-import string
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
+from target_aha import placeholders
+from target_aha.aha import MAILERS_OFF
 from target_aha.custom import Custom
 from target_aha.destination import Destination
 from target_aha.errors import ConfigError, RecordError
@@ -34,17 +34,11 @@ def encode_segment(value: str, param: str) -> str:
     return quote(value, safe="")
 
 
-@functools.lru_cache(maxsize=256)
-def _path_parts(path: str) -> tuple[tuple[str, str | None], ...]:
-    """A path template split into (literal, placeholder) pairs, once per template."""
-    return tuple((literal, name or None) for literal, name, _, _ in string.Formatter().parse(path))
-
-
 def fill_path(path: str, values: Mapping[str, str]) -> str:
     """Fill a path template's `{name}` placeholders with encoded values."""
     return "".join(
         literal + (encode_segment(values[name], name) if name else "")
-        for literal, name in _path_parts(path)
+        for literal, name in placeholders.split(path)
     )
 
 
@@ -152,7 +146,7 @@ def build_request(
     return Request(
         method=template.method,
         path=path,
-        query={"disable_mailers": "true"} if mailers_off else {},
+        query=dict(MAILERS_OFF) if mailers_off else {},
         body=wrap(body, template.wrapper, template.nest),
         headers=dict(dest.headers),
     )
@@ -189,7 +183,7 @@ def _custom_request(
     """A custom endpoint's request: its URL's query, and disable_mailers only for Aha!."""
     query = dict(custom.query)
     if mailers_off and custom.on_account_host:
-        query["disable_mailers"] = "true"
+        query.update(MAILERS_OFF)
     return Request(
         method=custom.method,
         path=path,

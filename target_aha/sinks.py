@@ -20,6 +20,7 @@ from singer_sdk.exceptions import InvalidJSONSchema
 from singer_sdk.sinks import BatchSink
 from singer_sdk.sinks.core import BaseJSONSchemaValidator
 
+from target_aha.aha import created_object, object_in, text
 from target_aha.custom import Batch
 from target_aha.destination import Destination
 from target_aha.endpoints import CUSTOM, TEMPLATES, Template
@@ -31,7 +32,7 @@ from target_aha.errors import (
     SchemaMismatch,
 )
 from target_aha.ledger import LedgerError, Scope, ledger_key, legacy_key
-from target_aha.results import Outcome, created_object, object_in
+from target_aha.results import Outcome
 from target_aha.shaping import build_batch_request, build_request, param_values, record_body
 from target_aha.upsert import Delivered, Keyed, Unrecorded, Upsert, ledger_stop
 from target_aha.webhook import envelope
@@ -294,8 +295,7 @@ class AhaSink(BatchSink):
     def _outcome(self, key: str | None, done: Delivered) -> Outcome:
         status = "dry_run" if self.run.dry_run else "succeeded"
         if done.entry is not None:
-            obj = {"id": done.entry.aha_id, "reference_num": done.entry.reference_num,
-                   "url": done.entry.url}
+            obj = done.entry.as_object()
         else:
             obj = object_in(done.answer.data if done.answer else None, self.template.wrapper)
         return Outcome(
@@ -306,9 +306,9 @@ class AhaSink(BatchSink):
             status,
             http_status=done.answer.status if done.answer and not done.answer.simulated
             else None,
-            aha_id=_text(obj.get("id")),
-            reference_num=_text(obj.get("reference_num")),
-            url=_text(obj.get("url")),
+            aha_id=text(obj.get("id")),
+            reference_num=text(obj.get("reference_num")),
+            url=text(obj.get("url")),
         )
 
     def _reject(self, key: str | None, where: str, error: str, status: int | None) -> None:
@@ -325,10 +325,6 @@ class AhaSink(BatchSink):
                 "in `streams`, or set on_record_error: skip to record such records as "
                 "rejected in the results file and go on."
             )
-
-
-def _text(value: object) -> str | None:
-    return None if value is None else str(value)
 
 
 class CustomSink(AhaSink):

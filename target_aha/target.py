@@ -50,7 +50,8 @@ from target_aha.errors import (
     TargetAhaError,
 )
 from target_aha.http_transport import HttpTransport
-from target_aha.ledger import Ledger, open_ledger
+from target_aha.ledger import Ledger
+from target_aha.ledger_open import open_ledger
 from target_aha.maps import MapFailed, guard, guard_mapper
 from target_aha.meltano_test import MeltanoTestSink, is_meltano_test
 from target_aha.messages import (

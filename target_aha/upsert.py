@@ -19,7 +19,6 @@ says what Aha! already did for the record and what the next run will do about it
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import logging
 import time
@@ -27,19 +26,16 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
+from target_aha import aha
 from target_aha.endpoints import Template
 from target_aha.errors import RecordError, RecordRejected, TargetAhaError
 from target_aha.ledger import Entry, Ledger, LedgerError, Scope, body_hash
-from target_aha.results import created_object, object_in
 from target_aha.shaping import fill_path
 from target_aha.wire import Answer, Request
 
 CLOCK_SLACK_SECONDS = 10.0
 """An object counts as created after a pending mark if Aha! dated it at most this much before
 the mark (our clock and Aha!'s differ a little)."""
-MAX_LIST_PAGES = 20
-"""Bound on the pages of one container listing read while looking for a pending create."""
-PER_PAGE = 200
 
 logger = logging.getLogger("target-aha")
 
@@ -175,9 +171,8 @@ class Upsert:
             return None
         done = Delivered("update", answer=answer, request=put)
         if not answer.simulated:
-            obj = object_in(answer.data, self.template.wrapper)
-            known = {"id": entry.aha_id, "reference_num": entry.reference_num, "url": entry.url}
-            merged = {**known, **{k: v for k, v in obj.items() if v}}
+            obj = aha.object_in(answer.data, self.template.wrapper)
+            merged = {**entry.as_object(), **{k: v for k, v in obj.items() if v}}
             self._store(job, merged, job.digest, done,
                         happened=f"Aha! updated {_named(merged)}, but",
                         next_run="The ledger still has the previous body's hash, so the next "
@@ -210,7 +205,7 @@ class Upsert:
             self.ledger.forget(job.scope)  # Aha! refused it: certainly nothing was created
             raise
         # An answer that names no object leaves the key pending (RecordError): unknown outcome.
-        obj = created_object(
+        obj = aha.created_object(
             answer, job.request, self.template.wrapper, where=job.where, keyed=True
         )
         done = Delivered("create", answer=answer)
@@ -232,7 +227,7 @@ class Upsert:
         assert entry.pending_since is not None
         adopted = self._adoptable(job, entry.pending_since, entry.pending_before)
         if adopted is not None:
-            obj = object_in(adopted.data, self.template.wrapper)
+            obj = aha.object_in(adopted.data, self.template.wrapper)
             self._store(job, obj, entry.body_hash, Delivered("create", answer=adopted),
                         happened=f"an earlier attempt created {_named(obj)}, but",
                         next_run="The key stays marked pending in the ledger, so the next run "
@@ -280,14 +275,14 @@ class Upsert:
             if before is not None:
                 if str(obj.get("id")) not in before:
                     matches.append(obj)
-            elif (created := _created_at(obj)) is not None and created >= after:
+            elif (created := aha.created_at(obj)) is not None and created >= after:
                 matches.append(obj)
         return matches
 
     def _same_named(self, job: Keyed, since: float | None) -> list[dict[str, Any]]:
         """Objects in the record's container with its name (records: its custom fields).
 
-        Lists are paged through (at most MAX_LIST_PAGES pages), narrowed by `q=` and
+        Lists are paged through (at most aha.MAX_LIST_PAGES pages), narrowed by `q=` and
         `updated_since=` only where Aha! documents them for that list.
         """
         template = self.template
@@ -295,43 +290,21 @@ class Upsert:
         fields = (job.request.body or {}).get(template.wrapper) or {}
         if template.nest is None and not fields.get("name"):
             return []
-        query = {"per_page": str(PER_PAGE)}
-        if template.list_since and since is not None:
-            query["updated_since"] = dt.datetime.fromtimestamp(since, dt.timezone.utc).isoformat()
-        if template.list_search and template.nest is None:
-            query["q"] = str(fields["name"])
+        query = aha.listing_query(
+            since=since if template.list_since else None,
+            search=str(fields["name"]) if template.list_search and template.nest is None
+            else None,
+        )
         matches = []
         path = fill_path(template.list_path, job.values)
-        for page in range(1, MAX_LIST_PAGES + 1):
-            listing = Request("GET", path, {**query, "page": str(page)})
+        for page in range(1, aha.MAX_LIST_PAGES + 1):
+            listing = Request("GET", path, {**query, **aha.page_query(page)})
             answer = self.sender.send(listing, f"{job.where}, looking for its pending create")
             data = answer.data
-            if not isinstance(data, dict):
+            items = aha.listed(data)
+            if items is None:
                 break
-            items = next((v for v in data.values() if isinstance(v, list)), [])
-            matches += [o for o in items if isinstance(o, dict) and o.get("id") is not None
-                        and _same(o, fields, template.nest)]
-            pages = (data.get("pagination") or {}).get("total_pages") or 1
-            if not isinstance(pages, int) or page >= pages:
+            matches += [o for o in items if aha.carries(o, fields, template.nest)]
+            if aha.last_page(data, page):
                 break
         return matches
-
-
-def _same(obj: Mapping[str, Any], fields: Mapping[str, Any], nest: str | None) -> bool:
-    """The listed object carries what the create sent: its name, or its custom fields."""
-    if nest is None:
-        return obj.get("name") == fields.get("name")
-    have = {f.get("key"): f.get("value") for f in obj.get(nest) or [] if isinstance(f, dict)}
-    want = fields.get(nest) or {}
-    return bool(want) and all(str(have.get(k)) == str(v) for k, v in want.items())
-
-
-def _created_at(obj: Mapping[str, Any]) -> float | None:
-    """Aha!'s creation time of a listed object; None when it gives none (teams) or garbage."""
-    text = obj.get("created_at")
-    if not isinstance(text, str):
-        return None
-    try:
-        return dt.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None

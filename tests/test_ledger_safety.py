@@ -19,7 +19,9 @@ import requests
 
 from target_aha.endpoints import TEMPLATES
 from target_aha.errors import ConfigError
-from target_aha.ledger import LedgerError, Scope, SQLiteLedger, ledger_store
+from target_aha.ledger import LedgerError, Scope
+from target_aha.ledger_open import ledger_store
+from target_aha.ledger_sqlite import SQLiteLedger
 from target_aha.sandbox import Sandbox
 from target_aha.upsert import Keyed, Unrecorded, Upsert
 from target_aha.wire import Answer, Request
@@ -388,7 +390,7 @@ def test_full_disk_mid_run_stops_with_a_message(sandbox: Sandbox, tmp_path: Path
 
 
 def test_postgres_ledger_migrates_and_forgets_by_account_and_kind(postgres_url: str) -> None:
-    from target_aha.ledger import PostgresLedger  # noqa: PLC0415
+    from target_aha.ledger_postgres import PostgresLedger  # noqa: PLC0415
 
     ledger = PostgresLedger(postgres_url, 2, "postgres")
     try:

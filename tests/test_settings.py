@@ -14,6 +14,10 @@ from typing import Any
 import pytest
 from singer_sdk.exceptions import ConfigValidationError
 
+from target_aha.client import CONTENT_TYPES
+from target_aha.custom import BATCH_ALGORITHMS, CUSTOM_KEYS, METHODS
+from target_aha.destination import COMMON_KEYS, WRITE_MODES
+from target_aha.endpoints import ENDPOINT_NAMES, TEMPLATES
 from target_aha.errors import ConfigError
 from target_aha.target import VERSION, TargetAha
 from tests.conftest import EXECUTABLE, TOKEN
@@ -83,6 +87,35 @@ def test_about_lists_only_honoured_settings_each_with_a_title_and_description() 
     assert all("number" not in settings[n]["type"] for n in numeric), numeric
     # The default is the same in every version; the version is added when it is sent.
     assert settings["user_agent"]["default"] == "target-aha"
+
+
+def test_about_declares_the_shape_of_a_streams_entry() -> None:
+    # The keys destination.py and custom.py accept are exactly the keys --about declares.
+    entry = about()["streams"]["additionalProperties"]
+    params = {p for template in TEMPLATES.values() for p in template.params}
+    assert set(entry["properties"]) == COMMON_KEYS | params | CUSTOM_KEYS
+    assert entry["required"] == ["endpoint"]
+    assert entry["additionalProperties"] is False
+    assert entry["properties"]["endpoint"]["enum"] == list(ENDPOINT_NAMES)
+    assert entry["properties"]["write_mode"]["enum"] == list(WRITE_MODES)
+    assert entry["properties"]["method"]["enum"] == list(METHODS)
+    assert entry["properties"]["content_format"]["enum"] == list(CONTENT_TYPES)
+    for name, spec in entry["properties"].items():
+        assert spec.get("description"), name
+    batch = entry["properties"]["batch"]
+    assert set(batch["properties"]) == {"size", "algorithm", "property_name", "other_props",
+                                        "code"}
+    assert batch["properties"]["algorithm"]["enum"] == list(BATCH_ALGORITHMS)
+    assert batch["properties"]["other_props"]["additionalProperties"] is True
+
+
+def test_a_streams_entry_is_still_worded_by_its_own_checks() -> None:
+    # The declared shape is published, not used to validate: the entry's own check names the
+    # stream and what the endpoint takes.
+    with pytest.raises(ConfigError, match=r"^streams\.s has unknown setting\(s\) colour; "):
+        start(streams={"s": {"endpoint": "create_feature", "release_id": "R", "colour": 1}})
+    with pytest.raises(ConfigError, match=r"^streams\.s\.write_mode must be 'upsert' or "):
+        start(streams={"s": {"endpoint": "create_feature", "write_mode": 3}})
 
 
 def test_user_agent_default_is_sent_with_the_version_and_a_custom_one_as_is() -> None:

@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 import requests
 
-from target_aha.ledger import Scope, SQLiteLedger
+from target_aha.ledger import Scope
+from target_aha.ledger_sqlite import SQLiteLedger
 from target_aha.sandbox import Sandbox
 from tests.conftest import EXECUTABLE, TOKEN, record, schema, state
 from tests.hostile import Hostile, Reply, Seen
@@ -190,7 +191,8 @@ def test_old_ledgers_gain_the_pending_listing_column(tmp_path, postgres_url) -> 
 
     import sqlalchemy as sa  # noqa: PLC0415
 
-    from target_aha.ledger import PostgresLedger, body_hash  # noqa: PLC0415
+    from target_aha.ledger import body_hash  # noqa: PLC0415
+    from target_aha.ledger_postgres import PostgresLedger  # noqa: PLC0415
 
     path = str(tmp_path / "old.sqlite")
     with sqlite3.connect(path) as db:

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 import requests
 
-from target_aha.ledger import Scope, SQLiteLedger, body_hash
+from target_aha.ledger import Scope, body_hash
+from target_aha.ledger_sqlite import SQLiteLedger
 from target_aha.sandbox import Sandbox
 from tests.conftest import TOKEN, record, schema, state
 

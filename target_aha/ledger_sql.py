@@ -1,0 +1,63 @@
+"""The ledger's table and the statements both stores run (SQLite and PostgreSQL alike).
+
+One row per (stream, target, key): the Aha! id, the reference number, the object's page, a
+hash of the last body sent, and `pending_since` while a create's outcome is unknown, with
+`pending_before`: the ids of same-named objects that already existed then. The statements
+are written once, in the SQL both stores speak (named `:parameters`, `ON CONFLICT`).
+"""
+
+from __future__ import annotations
+
+TABLE = "target_aha_ledger"
+SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS {TABLE} (
+    stream TEXT NOT NULL,
+    target TEXT NOT NULL,
+    key TEXT NOT NULL,
+    aha_id TEXT,
+    reference_num TEXT,
+    url TEXT,
+    body_hash TEXT NOT NULL,
+    pending_since DOUBLE PRECISION,
+    updated_at DOUBLE PRECISION NOT NULL,
+    pending_before TEXT,
+    PRIMARY KEY (stream, target, key)
+)"""
+ADD_PENDING_BEFORE = f"ALTER TABLE {TABLE} ADD COLUMN pending_before TEXT"
+"""The migration of a ledger written before `pending_before` existed (a nullable column, so
+old rows read as "no listing was taken"). SQLite checks the column first; PostgreSQL says:"""
+ADD_PENDING_BEFORE_IF_MISSING = ADD_PENDING_BEFORE.replace("ADD COLUMN", "ADD COLUMN IF NOT EXISTS")
+INDEXES = (
+    f"CREATE INDEX IF NOT EXISTS {TABLE}_aha_id ON {TABLE} (aha_id)",
+    f"CREATE INDEX IF NOT EXISTS {TABLE}_reference_num ON {TABLE} (reference_num)",
+)
+SELECT = (
+    f"SELECT aha_id, reference_num, url, body_hash, pending_since, pending_before FROM {TABLE} "
+    "WHERE stream = :stream AND target = :target AND key = :key"
+)
+UPSERT = f"""
+INSERT INTO {TABLE} (stream, target, key, aha_id, reference_num, url, body_hash,
+                     pending_since, updated_at)
+VALUES (:stream, :target, :key, :aha_id, :reference_num, :url, :body_hash,
+        :pending_since, :now)
+ON CONFLICT (stream, target, key) DO UPDATE SET
+    aha_id = excluded.aha_id, reference_num = excluded.reference_num, url = excluded.url,
+    body_hash = excluded.body_hash, pending_since = excluded.pending_since,
+    pending_before = NULL, updated_at = excluded.updated_at"""
+MARK_PENDING = f"""
+INSERT INTO {TABLE} (stream, target, key, body_hash, pending_since, pending_before, updated_at)
+VALUES (:stream, :target, :key, :body_hash, :now, :before, :now)
+ON CONFLICT (stream, target, key) DO UPDATE SET
+    body_hash = excluded.body_hash,
+    pending_since = COALESCE({TABLE}.pending_since, excluded.pending_since),
+    pending_before = COALESCE({TABLE}.pending_before, excluded.pending_before),
+    aha_id = NULL, reference_num = NULL, url = NULL, updated_at = excluded.updated_at"""
+DELETE = f"DELETE FROM {TABLE} WHERE stream = :stream AND target = :target AND key = :key"
+MIGRATE = (
+    f"UPDATE {TABLE} SET key = :key "
+    "WHERE stream = :stream AND target = :target AND key = :legacy"
+)
+FIND_OBJECT = (
+    f"SELECT stream, target, key FROM {TABLE} "
+    "WHERE (aha_id = :ident OR reference_num = :ident) AND substr(target, 1, :n) = :account"
+)
