@@ -11,111 +11,58 @@ from __future__ import annotations
 
 import functools
 import math
-import re
-from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
+from collections.abc import Hashable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
-import fastjsonschema
-from singer_sdk.exceptions import InvalidJSONSchema
 from singer_sdk.sinks import BatchSink
-from singer_sdk.sinks.core import BaseJSONSchemaValidator
 
 from target_aha.custom import Batch
 from target_aha.destination import Destination
-from target_aha.endpoints import CUSTOM, TEMPLATES, Template
-from target_aha.errors import (
-    ConfigError,
-    FatalAhaError,
-    RecordError,
-    RecordRejected,
-    SchemaMismatch,
-)
+from target_aha.endpoints import CUSTOM
+from target_aha.errors import ConfigError, FatalAhaError, RecordError, RecordRejected
 from target_aha.ledger import LedgerError, Scope, ledger_key, legacy_key
 from target_aha.results import Outcome, created_object, object_in
 from target_aha.shaping import build_batch_request, build_request, param_values, record_body
 from target_aha.upsert import Delivered, Keyed, Unrecorded, Upsert, ledger_stop
+from target_aha.validation import QUIET_MISMATCH, RecordValidator
 from target_aha.webhook import envelope
 
 if TYPE_CHECKING:
+    from singer_sdk import Target
+    from singer_sdk.sinks.core import BaseJSONSchemaValidator
+
     from target_aha.client import Answer, Request
-    from target_aha.target import TargetAha
-
-
-def _refuse_remote(uri: str) -> NoReturn:
-    raise fastjsonschema.JsonSchemaDefinitionException(
-        f"its $ref {uri[:200]!r} points outside the schema, and target-aha never fetches "
-        "schemas (only refs within the schema, such as #/definitions/x, are read)"
-    )
-
-
-class _NoRemote(Mapping[str, Callable[[str], Any]]):
-    """fastjsonschema's URI handlers: every scheme refused (else it would urlopen any $ref,
-    http:// or file://, that a tap's SCHEMA names)."""
-
-    def __getitem__(self, scheme: str) -> Callable[[str], Any]:
-        return _refuse_remote
-
-    def __contains__(self, scheme: object) -> bool:
-        return True
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(())
-
-    def __len__(self) -> int:
-        return 0
-
-
-NO_REMOTE = _NoRemote()
-
-
-class RecordValidator(BaseJSONSchemaValidator):
-    """Records checked against their SCHEMA by a compiled validator (fastjsonschema).
-
-    The SDK's default (jsonschema) is the largest CPU cost of a load: measured by
-    benchmarks/overhead.py, compiling the schema once made target-aha's CPU per record less
-    than a do-nothing SDK target's. Defaults are not filled in (a record is sent as the tap
-    wrote it), formats are checked only if the SDK's `validate_field_string_format` says so,
-    and a mismatch is a `SchemaMismatch` the target words for users.
-    """
-
-    def __init__(self, schema: dict[str, Any], *, validate_formats: bool) -> None:
-        super().__init__(schema)
-        try:
-            self._check = fastjsonschema.compile(
-                schema, use_default=False, use_formats=validate_formats, handlers=NO_REMOTE
-            )
-        except (fastjsonschema.JsonSchemaDefinitionException, re.error) as exc:
-            raise InvalidJSONSchema(f"the stream's schema cannot be compiled: {exc}") from exc
-
-    def validate(self, record: dict) -> None:
-        """Raise SchemaMismatch if the record does not match the stream's schema."""
-        try:
-            self._check(record)
-        except fastjsonschema.JsonSchemaValueException as exc:
-            raise SchemaMismatch(exc.message.replace("data", "the record", 1)) from exc
+    from target_aha.run import Run
 
 
 class AhaSink(BatchSink):
-    """Base sink of every template: one record, one Aha! call."""
+    """The sink of a stream: one record, one Aha! call, as its destination's template says.
+
+    It is handed what it needs, the run (shared by every sink) and the stream's destination;
+    the SDK's `target` is only the SDK's (its settings, logger and clock).
+    """
 
     MAX_SIZE_DEFAULT = 1000
-    template: ClassVar[Template]
 
     def __init__(
         self,
-        target: TargetAha,
+        target: Target,
         stream_name: str,
         schema: dict,
         key_properties: Sequence[str] | None,
+        *,
+        run: Run,
+        destination: Destination,
     ) -> None:
+        self.run = run
+        self.destination = destination
+        self.template = destination.template
         super().__init__(target, stream_name, schema, key_properties)
-        self.run = target.run
-        self.destination = target.destination_for(stream_name)
+        if self.fail_on_record_validation_exception:
+            self.logger.addFilter(QUIET_MISMATCH)  # once per logger
         prop = self.destination.key_property
         self.key_fields: list[str] = [prop] if prop else list(key_properties or [])
-        self.webhook_url: str | None = (
-            self.destination.webhook_url or target.config.get("response_webhook_url") or None
-        )
+        self.webhook_url: str | None = self.destination.webhook_url or run.webhook_url
         self._position = 0
         self._warn_id_key_in_body()
         ledger = self.run.ledger
@@ -329,16 +276,7 @@ def _text(value: object) -> str | None:
     return None if value is None else str(value)
 
 
-class CustomSink(AhaSink):
-    """The custom endpoint, one record one call; its template row is the stream's own."""
-
-    @property
-    def template(self) -> Template:  # type: ignore[override]
-        """The stream's custom template row (method, URL path, wrap key)."""
-        return self.destination.template
-
-
-class CustomBatchSink(CustomSink):
+class CustomBatchSink(AhaSink):
     """A custom endpoint with `batch`: `batch.size` records per call, one outcome for all.
 
     Records wait in `_pending` (at most one batch) until the batch is full or the SDK
@@ -347,12 +285,16 @@ class CustomBatchSink(CustomSink):
 
     def __init__(
         self,
-        target: TargetAha,
+        target: Target,
         stream_name: str,
         schema: dict,
         key_properties: Sequence[str] | None,
+        *,
+        run: Run,
+        destination: Destination,
     ) -> None:
-        super().__init__(target, stream_name, schema, key_properties)
+        super().__init__(target, stream_name, schema, key_properties,
+                         run=run, destination=destination)
         custom = self.destination.custom
         if custom is None or custom.batch is None:
             raise ValueError(f"stream '{stream_name}' has no batch settings")
@@ -445,17 +387,6 @@ def _batch_where(stream: str, members: list[tuple[str | None, int, dict[str, Any
 
 
 def sink_class(destination: Destination) -> type[AhaSink]:
-    """The sink class that serves a destination."""
-    if destination.custom is None:
-        return SINK_CLASSES[destination.endpoint]
-    return CustomBatchSink if destination.custom.batch is not None else CustomSink
-
-
-SINK_CLASSES: dict[str, type[AhaSink]] = {
-    name: type(
-        "".join(part.title() for part in name.split("_")) + "Sink",
-        (AhaSink,),
-        {"template": template, "__doc__": f"Sends each record with the `{name}` template."},
-    )
-    for name, template in TEMPLATES.items()
-}
+    """The sink class that serves a destination: a batched custom endpoint's collects batches."""
+    custom = destination.custom
+    return CustomBatchSink if custom is not None and custom.batch is not None else AhaSink

@@ -28,9 +28,7 @@ def about() -> dict[str, Any]:
 
 
 def start(**config: Any) -> TargetAha:
-    target = TargetAha(config={**BASE, **config})
-    target._end_run()
-    return target
+    return TargetAha(config={**BASE, **config})
 
 
 @pytest.mark.parametrize(
@@ -115,7 +113,10 @@ def test_fractional_rates_are_refused_with_the_minute_window(
 
 def test_whole_numbers_written_as_floats_are_whole() -> None:
     target = start(max_requests_per_second=3.0, max_requests_per_minute=Decimal("30"))
-    assert target.run.gate is not None
+    try:
+        assert target.open_run().gate is not None
+    finally:
+        target.end_run()
 
 
 @pytest.mark.parametrize("value", [0, -1.5, Decimal("0")])
