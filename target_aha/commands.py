@@ -21,7 +21,6 @@ from singer_sdk.exceptions import ConfigValidationError
 
 from target_aha import redact
 from target_aha.errors import Interrupted, TargetAhaError
-from target_aha.preflight import preflight
 from target_aha.redact import REDACTOR
 from target_aha.sdk_compat import ConfigInput, SDKTarget
 
@@ -168,6 +167,8 @@ class CommandLine(SDKTarget):
         """`--test`: load and check the configuration, then run the checks; never returns.
 
         Building the target opens nothing (no results file, no ledger, no thread)."""
+        from target_aha.preflight import preflight  # noqa: PLC0415 - only `--test` checks
+
         target = cls(
             config=config.config if config else None,
             validate_config=True,

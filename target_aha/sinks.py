@@ -58,8 +58,7 @@ class AhaSink(BatchSink):
         self.destination = destination
         self.template = destination.template
         super().__init__(target, stream_name, schema, key_properties)
-        if self.fail_on_record_validation_exception:
-            self.logger.addFilter(QUIET_MISMATCH)  # once per logger
+        self.logger.addFilter(QUIET_MISMATCH)  # once per logger
         prop = self.destination.key_property
         self.key_fields: list[str] = [prop] if prop else list(key_properties or [])
         self.webhook_url: str | None = self.destination.webhook_url or run.webhook_url
@@ -98,7 +97,8 @@ class AhaSink(BatchSink):
         """Validate records as the SDK does (`validate_records`), with a readable error."""
         if not self.validate_schema:
             return None
-        return RecordValidator(self.schema, validate_formats=self.validate_field_string_format)
+        return RecordValidator(self.schema, validate_formats=self.validate_field_string_format,
+                               stops_run=self.fail_on_record_validation_exception)
 
     def key_parts(self, record: Mapping[str, Any]) -> tuple[str, ...] | None:
         """The values of the record's key properties, or None if it has no complete key."""

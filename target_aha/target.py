@@ -21,7 +21,6 @@ from target_aha.maps import guard, guard_mapper
 from target_aha.meltano_test import MeltanoTestSink, is_meltano_test
 from target_aha.messages import json_kind
 from target_aha.redact import REDACTOR
-from target_aha.run import Run, open_run
 from target_aha.sdk_compat import schema_errors
 from target_aha.settings import SETTINGS
 from target_aha.sinks import AhaSink, sink_class
@@ -30,6 +29,8 @@ from target_aha.summary import log_summary
 
 if t.TYPE_CHECKING:
     from singer_sdk.sinks import Sink
+
+    from target_aha.run import Run
 
 SECRET_SETTINGS = tuple(
     name for name, spec in SETTINGS["properties"].items() if spec.get("secret")
@@ -208,6 +209,10 @@ class TargetAha(CommandLine):
     def open_run(self) -> Run:
         """The run's results file, ledger and threads, opened when first needed."""
         if self._run is None:
+            # The run's machinery (rate limiter, retries, ledger, thread pool) is imported
+            # only by a run: `--about`, `--help` and `--test` start without it.
+            from target_aha.run import open_run  # noqa: PLC0415
+
             self._run = open_run(self.config, self.client(), f"target-aha/{VERSION}")
             # A run that stops early (an error before the end of its input) never reaches
             # process_endofpipe: its files are still released before the interpreter exits,

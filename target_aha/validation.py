@@ -24,9 +24,12 @@ class SchemaMismatch(InvalidRecord):
     """A record does not match its stream's SCHEMA; its message is the problem alone (the
     target words it with the input line, the stream and the record)."""
 
-    def __init__(self, problem: str, record: dict | None = None) -> None:
+    def __init__(self, problem: str, record: dict | None = None, *,
+                 stops_run: bool = False) -> None:
         super().__init__(problem, record or {})
         self.args = (problem,)
+        self.stops_run = stops_run
+        """The sink fails on it (`fail_on_record_validation_exception`): the run stops."""
 
 
 def _refuse_remote(uri: str) -> NoReturn:
@@ -60,11 +63,14 @@ class RecordValidator(BaseJSONSchemaValidator):
     """A stream's compiled validator.
 
     Defaults are not filled in (a record is sent as the tap wrote it), and formats are checked
-    only if the SDK's `validate_field_string_format` says so.
+    only if the SDK's `validate_field_string_format` says so; `stops_run` is the sink's
+    `fail_on_record_validation_exception`.
     """
 
-    def __init__(self, schema: dict[str, Any], *, validate_formats: bool) -> None:
+    def __init__(self, schema: dict[str, Any], *, validate_formats: bool,
+                 stops_run: bool = True) -> None:
         super().__init__(schema)
+        self.stops_run = stops_run
         try:
             self._check = fastjsonschema.compile(
                 schema, use_default=False, use_formats=validate_formats, handlers=NO_REMOTE
@@ -77,7 +83,8 @@ class RecordValidator(BaseJSONSchemaValidator):
         try:
             self._check(record)
         except fastjsonschema.JsonSchemaValueException as exc:
-            raise SchemaMismatch(exc.message.replace("data", "the record", 1), record) from exc
+            raise SchemaMismatch(exc.message.replace("data", "the record", 1), record,
+                                 stops_run=self.stops_run) from exc
 
 
 class QuietMismatch(logging.Filter):
@@ -87,7 +94,8 @@ class QuietMismatch(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         """Whether the log line is shown."""
         error = record.exc_info[1] if record.exc_info else None
-        return not (record.msg == VALIDATION_FAILED and isinstance(error, SchemaMismatch))
+        return not (record.msg == VALIDATION_FAILED and isinstance(error, SchemaMismatch)
+                    and error.stops_run)
 
 
 QUIET_MISMATCH = QuietMismatch()
