@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import atexit
-import re
 import typing as t
 from collections import Counter
 
@@ -11,19 +10,18 @@ from singer_sdk.exceptions import ConfigValidationError
 from singer_sdk.helpers.capabilities import PluginCapabilities, TargetCapabilities
 from singer_sdk.mapper import RemoveRecordTransform
 
-from target_aha import settings
-from target_aha.client import AhaClient, check_header, parse_http_url
+from target_aha import config_checks, settings
+from target_aha.batch_sink import CustomBatchSink
+from target_aha.client import AhaClient
 from target_aha.commands import VERSION, CommandLine
-from target_aha.destination import Destination, parse_webhook_url
-from target_aha.errors import ConfigError
+from target_aha.destination import Destination
 from target_aha.input_errors import CountingReader, NoSchemaYet, worded
 from target_aha.maps import guard, guard_mapper
 from target_aha.meltano_test import MeltanoTestSink, is_meltano_test
 from target_aha.messages import json_kind
-from target_aha.redact import REDACTOR
 from target_aha.sdk_compat import schema_errors
 from target_aha.settings import SETTINGS
-from target_aha.sinks import AhaSink, sink_class
+from target_aha.sinks import AhaSink
 from target_aha.state import StatePolicy
 from target_aha.summary import log_summary
 
@@ -32,12 +30,10 @@ if t.TYPE_CHECKING:
 
     from target_aha.run import Run
 
-SECRET_SETTINGS = tuple(
-    name for name, spec in SETTINGS["properties"].items() if spec.get("secret")
-)
-"""Settings whose values are never shown, not even by config validation."""
-DNS_LABEL = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
-"""What `subdomain` must be: one DNS label (it becomes https://{subdomain}.aha.io)."""
+def sink_class(destination: Destination) -> type[AhaSink]:
+    """The sink class that serves a destination: a batched custom endpoint's collects batches."""
+    custom = destination.custom
+    return CustomBatchSink if custom is not None and custom.batch is not None else AhaSink
 
 
 class TargetAha(CommandLine):
@@ -100,65 +96,22 @@ class TargetAha(CommandLine):
         return self.config.get("base_url") or f"https://{self.config['subdomain']}.aha.io/api/v1"
 
     def validate_settings(self, config: dict[str, t.Any], *, raise_errors: bool) -> list[str]:
-        """The SDK's validation, after the secrets are known to the redactor.
-
-        A secret setting of the wrong type is reported here, by name only: the SDK's message
-        would quote the value. An unknown setting, one target-aha refuses, or a rate with a
-        fraction is an error before the schema is checked.
-        """
-        for name in SECRET_SETTINGS:
-            value = config.get(name)
-            REDACTOR.add(value)
-            if value is not None and not isinstance(value, str):
-                raise ConfigError(
-                    f"{name} must be a string (the value given is a "
-                    f"{type(value).__name__}; it is not shown because it is a secret). "
-                    "Quote it in the configuration."
-                )
-        REDACTOR.add_url(config.get("ledger_path"))
+        """The SDK's validation (which also fills in defaults), after target-aha's own checks
+        (`config_checks.check_given`), seconds with a fraction allowed."""
         schema = self.config_jsonschema
         self.append_builtin_config(schema)
-        settings.check_names(config, schema)
-        settings.check_numbers(config, schema)
-        # The SDK's validation (which also fills in defaults), seconds with a fraction allowed.
+        config_checks.check_given(config, schema)
         errors = schema_errors(settings.validation_schema(schema), config)
         if errors and raise_errors:
             raise ConfigValidationError("Config validation failed", errors=errors, schema=schema)
         return errors
 
     def _check_settings(self) -> None:
-        """What JSON Schema cannot say: required combinations, the URL, every stream entry."""
-        config = self.config
-        if not config.get("subdomain") and not config.get("base_url"):
-            raise ConfigError(
-                "Set subdomain (mycompany for https://mycompany.aha.io) or base_url "
-                "(for a custom domain or the local sandbox)."
-            )
-        if not config.get("api_key") and not config.get("dry_run"):
-            raise ConfigError(settings.missing_api_key(self.env_var_prefix()))
-        api_key = config.get("api_key") or ""
-        if any(not (" " <= c <= "~") for c in api_key):
-            raise ConfigError(
-                "api_key contains a line break or another control character, or a non-ASCII "
-                "character (the key is not shown); copy the key again without the line "
-                "break (a file read into TARGET_AHA_API_KEY often ends with one)."
-            )
-        check_header("User-Agent", self.user_agent, "user_agent")
-        subdomain = config.get("subdomain")
-        if not config.get("base_url") and not DNS_LABEL.fullmatch(subdomain or ""):
-            raise ConfigError(
-                f"subdomain {subdomain!r} is not an Aha! account name: it must be one DNS "
-                "label (letters, digits and hyphens, at most 63, no hyphen first or last), "
-                "mycompany for https://mycompany.aha.io; for another domain set base_url."
-            )
-        parse_http_url(self.base_url, "base_url")
-        if "?" in self.base_url:  # even an empty one: every path would end up in the query
-            raise ConfigError(
-                "base_url has a ?query; give the API root only, such as "
-                "https://mycompany.aha.io/api/v1."
-            )
-        parse_webhook_url(config.get("response_webhook_url"), "response_webhook_url")
-        streams = config.get("streams") or {}
+        """What JSON Schema cannot say (`config_checks.check_combined`), and every stream's
+        entry resolved to its destination."""
+        config_checks.check_combined(self.config, self.base_url, self.user_agent,
+                                     self.env_var_prefix())
+        streams = self.config.get("streams") or {}
         for stream, entry in streams.items():
             self._destinations[stream] = Destination.from_entry(stream, entry, self.base_url)
 
