@@ -44,6 +44,10 @@ class CommandLine(SDKTarget):
         """The destinations of the streams configured in `streams`."""
 
     @abc.abstractmethod
+    def open_run(self) -> Run:
+        """The run, opened if no sink opened it yet."""
+
+    @abc.abstractmethod
     def current_run(self) -> Run | None:
         """The run, if a sink opened it."""
 
@@ -63,14 +67,12 @@ class CommandLine(SDKTarget):
         try:
             self.listen(file_input)
         except Interrupted as exc:
-            run = self.current_run()
-            if run is None:  # no stream began: nothing was read that needs settling
-                raise
-            settled = run.wind_down(self.drain_all)
-            raise Interrupted(exc.signum, run.interrupted(exc.signum, settled=settled)) from None
+            opened = self.open_run()  # the message counts what settled (none before a stream)
+            settled = opened.wind_down(self.drain_all)
+            raise Interrupted(exc.signum, opened.interrupted(exc.signum, settled=settled)) from None
         except BaseException:
             run = self.current_run()
-            if run is not None:
+            if run is not None:  # else no stream began: nothing was handed over to settle
                 run.wind_down(None)
             raise
         finally:
