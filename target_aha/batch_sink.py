@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable
 from typing import TYPE_CHECKING, Any
 
 from target_aha.custom import Batch
@@ -20,11 +20,7 @@ from target_aha.shaping import build_batch_request, record_body
 from target_aha.sinks import AhaSink
 
 if TYPE_CHECKING:
-    from singer_sdk import Target
-
     from target_aha.client import Request
-    from target_aha.destination import Destination
-    from target_aha.run import Run
 
 
 class CustomBatchSink(AhaSink):
@@ -34,23 +30,20 @@ class CustomBatchSink(AhaSink):
     drains the sink; each record still gets its own results line.
     """
 
-    def __init__(
-        self,
-        target: Target,
-        stream_name: str,
-        schema: dict,
-        key_properties: Sequence[str] | None,
-        *,
-        run: Run,
-        destination: Destination,
-    ) -> None:
-        super().__init__(target, stream_name, schema, key_properties,
-                         run=run, destination=destination)
+    _pending: list[tuple[str | None, int, dict[str, Any]]]
+
+    def setup(self) -> None:
+        """Start with no batch pending (the SDK sets a sink up before its first record)."""
+        super().setup()
+        self._pending = []
+
+    @property
+    def batch(self) -> Batch:
+        """The destination's batch settings (`sink_class` picks this sink only if it has some)."""
         custom = self.destination.custom
         if custom is None or custom.batch is None:
-            raise ValueError(f"stream '{stream_name}' has no batch settings")
-        self.batch: Batch = custom.batch
-        self._pending: list[tuple[str | None, int, dict[str, Any]]] = []
+            raise ValueError(f"stream '{self.stream_name}' has no batch settings")
+        return custom.batch
 
     @property
     def max_size(self) -> int:
