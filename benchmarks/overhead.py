@@ -54,11 +54,11 @@ def _patch_msgspec() -> None:
     """Parse input lines with msgspec (as singer_sdk.contrib.msgspec does), keeping Decimals."""
     import msgspec  # noqa: PLC0415
 
-    from target_aha import target  # noqa: PLC0415
+    from target_aha import input_errors, target  # noqa: PLC0415
 
     decoder = msgspec.json.Decoder(float_hook=decimal.Decimal)
 
-    class MsgspecCountingReader(target.CountingReader):
+    class MsgspecCountingReader(input_errors.CountingReader):
         def deserialize_json(self, line: str) -> dict:
             self.line_number += 1
             try:
@@ -129,8 +129,8 @@ def spread(runs: list[Measured]) -> str:
 
 GROUPS: list[tuple[str, str, str]] = [
     # (label, file suffix, function): inclusive time of that function
-    ("read + JSON-parse lines (SDK reader)", "target_aha/target.py", "deserialize_json"),
-    ("schema validation (fastjsonschema)", "target_aha/sinks.py", "validate"),
+    ("read + JSON-parse lines (SDK reader)", "target_aha/input_errors.py", "deserialize_json"),
+    ("schema validation (fastjsonschema)", "target_aha/validation.py", "validate"),
     ("date parsing (SDK _parse_timestamps)", "singer_sdk/sinks/core.py",
      "_parse_timestamps_in_record"),
     ("shaping: param_values", "target_aha/shaping.py", "param_values"),
@@ -141,7 +141,7 @@ GROUPS: list[tuple[str, str, str]] = [
      "write"),
     ("SDK per-record total (_process_record_message)", "singer_sdk/target_base.py",
      "_process_record_message"),
-    ("whole input loop (process_lines)", "target_aha/target.py", "process_lines"),
+    ("whole input loop (process_lines)", "target_aha/input_errors.py", "process_lines"),
 ]
 
 

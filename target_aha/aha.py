@@ -23,7 +23,7 @@ from target_aha.endpoints import TEMPLATES
 from target_aha.errors import RecordError
 
 if TYPE_CHECKING:
-    from target_aha.client import Answer, Request
+    from target_aha.wire import Answer, Request
 
 logger = logging.getLogger("target-aha")
 

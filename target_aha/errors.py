@@ -64,8 +64,3 @@ class RecordRejected(Exception):
         self.request_line = request_line
         self.response = response
         self.request = request
-
-
-class SchemaMismatch(Exception):
-    """A record does not match its stream's SCHEMA (raised instead of the SDK's InvalidRecord,
-    which the SDK logs with a traceback before re-raising)."""

@@ -15,8 +15,7 @@ from typing import Any
 
 from singer_sdk.mapper import CustomStreamMap, PluginMapper, StreamMap
 
-_EVAL = CustomStreamMap._eval.__code__  # the frame that evaluates one record's expression
-_EVAL_ALIAS = PluginMapper._eval_stream.__code__  # ... and one `__alias__` expression
+from target_aha.sdk_compat import ALIAS_EVAL_CODE, MAP_EVAL_CODE
 
 
 class MapFailed(Exception):
@@ -70,8 +69,8 @@ def failing_expression(exc: BaseException) -> str | None:
     found: str | None = None
     for frame, _ in traceback.walk_tb(exc.__traceback__):
         local: dict[str, Any] = frame.f_locals
-        if frame.f_code is _EVAL:
+        if frame.f_code is MAP_EVAL_CODE:
             found = f"{local.get('property_name') or '__filter__'}: {local.get('expr')}"
-        elif frame.f_code is _EVAL_ALIAS:
+        elif frame.f_code is ALIAS_EVAL_CODE:
             found = f"__alias__: {local.get('expr')}"
     return found

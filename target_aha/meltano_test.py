@@ -16,11 +16,14 @@ import typing as t
 from singer_sdk.sinks import RecordSink
 
 from target_aha.errors import ConfigError
-from target_aha.preflight import preflight
 from target_aha.redact import REDACTOR
 
 if t.TYPE_CHECKING:
-    from target_aha.target import TargetAha
+    from singer_sdk import Target
+
+    from target_aha.client import AhaClient
+    from target_aha.destination import Destination
+    from target_aha.ratelimit import RateGate
 
 MELTANO_TEST_STREAM = "meltano_test_stream"
 """The stream `meltano config test` sends to a loader."""
@@ -34,9 +37,12 @@ def is_meltano_test(stream: str, configured: t.Collection[str]) -> bool:
 class MeltanoTestSink(RecordSink):
     """Runs `--test`'s checks when Meltano's test stream starts; its records are not written."""
 
-    def __init__(self, target: TargetAha, stream_name: str, schema: dict,
-                 key_properties: t.Sequence[str] | None) -> None:
+    def __init__(self, target: Target, stream_name: str, schema: dict,
+                 key_properties: t.Sequence[str] | None, *, client: AhaClient, gate: RateGate,
+                 destinations: t.Mapping[str, Destination]) -> None:
         super().__init__(target, stream_name, schema, key_properties)
+        from target_aha.preflight import preflight  # noqa: PLC0415 - only this test checks
+
         lines: list[str] = []
         target.logger.info(
             "%s is Meltano's loader test (meltano config test): answering it with the "
@@ -47,8 +53,7 @@ class MeltanoTestSink(RecordSink):
             lines.append(REDACTOR(line))
             target.logger.info("%s", lines[-1])
 
-        if not preflight(target.client(), target.run.gate or target.gate(),
-                         target.destinations(), emit):
+        if not preflight(client, gate, dict(destinations), emit):
             raise ConfigError(
                 f"Meltano's loader test failed: {lines[-1]} "
                 "(`meltano invoke target-aha --test` shows the same checks.)"

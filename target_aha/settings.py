@@ -17,8 +17,8 @@ import typing as t
 from decimal import Decimal
 
 from singer_sdk import typing as th
-from singer_sdk.configuration._dict_config import parse_environment_config
 
+from target_aha import sdk_compat
 from target_aha.entry_schema import STREAM_ENTRY
 from target_aha.errors import ConfigError
 
@@ -244,7 +244,7 @@ def environment_config(schema: dict[str, t.Any], prefix: str) -> dict[str, t.Any
             for name, spec in schema["properties"].items()
         },
     }
-    config = parse_environment_config(as_text, prefix)
+    config = sdk_compat.environment_config(as_text, prefix)
     for name in numeric & set(config):
         config[name] = _number(config[name])
     return config

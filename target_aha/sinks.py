@@ -3,120 +3,63 @@
 A record is shaped and handed to the dispatcher as soon as it is read, so sending overlaps
 reading. When the SDK drains a sink (before it emits STATE), `process_batch` waits until
 every record handed over so far has an outcome (and its answer went to the response
-webhook), which is what makes STATE safe. A batched custom stream collects `batch.size`
-records into one call; a drain sends its partial batch first.
+webhook), which is what makes STATE safe. A batched custom stream's sink is in
+`batch_sink.py`; records are validated by `validation.py`.
 """
 
 from __future__ import annotations
 
 import functools
-import math
-import re
-from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
+from collections.abc import Hashable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
-import fastjsonschema
-from singer_sdk.exceptions import InvalidJSONSchema
 from singer_sdk.sinks import BatchSink
-from singer_sdk.sinks.core import BaseJSONSchemaValidator
 
 from target_aha.aha import created_object, object_in, text
-from target_aha.custom import Batch
 from target_aha.destination import Destination
-from target_aha.endpoints import CUSTOM, TEMPLATES, Template
-from target_aha.errors import (
-    ConfigError,
-    FatalAhaError,
-    RecordError,
-    RecordRejected,
-    SchemaMismatch,
-)
+from target_aha.errors import FatalAhaError, RecordError, RecordRejected
 from target_aha.ledger import LedgerError, Scope, ledger_key, legacy_key
 from target_aha.results import Outcome
-from target_aha.shaping import build_batch_request, build_request, param_values, record_body
+from target_aha.shaping import build_request, param_values
 from target_aha.upsert import Delivered, Keyed, Unrecorded, Upsert, ledger_stop
+from target_aha.validation import QUIET_MISMATCH, RecordValidator
 from target_aha.webhook import envelope
 
 if TYPE_CHECKING:
-    from target_aha.target import TargetAha
+    from singer_sdk import Target
+    from singer_sdk.sinks.core import BaseJSONSchemaValidator
+
+    from target_aha.run import Run
     from target_aha.wire import Answer, Request
 
 
-def _refuse_remote(uri: str) -> NoReturn:
-    raise fastjsonschema.JsonSchemaDefinitionException(
-        f"its $ref {uri[:200]!r} points outside the schema, and target-aha never fetches "
-        "schemas (only refs within the schema, such as #/definitions/x, are read)"
-    )
+class AhaSink(BatchSink):
+    """The sink of a stream: one record, one Aha! call, as its destination's template says.
 
-
-class _NoRemote(Mapping[str, Callable[[str], Any]]):
-    """fastjsonschema's URI handlers: every scheme refused (else it would urlopen any $ref,
-    http:// or file://, that a tap's SCHEMA names)."""
-
-    def __getitem__(self, scheme: str) -> Callable[[str], Any]:
-        return _refuse_remote
-
-    def __contains__(self, scheme: object) -> bool:
-        return True
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(())
-
-    def __len__(self) -> int:
-        return 0
-
-
-NO_REMOTE = _NoRemote()
-
-
-class RecordValidator(BaseJSONSchemaValidator):
-    """Records checked against their SCHEMA by a compiled validator (fastjsonschema).
-
-    The SDK's default (jsonschema) is the largest CPU cost of a load: measured by
-    benchmarks/overhead.py, compiling the schema once made target-aha's CPU per record less
-    than a do-nothing SDK target's. Defaults are not filled in (a record is sent as the tap
-    wrote it), formats are checked only if the SDK's `validate_field_string_format` says so,
-    and a mismatch is a `SchemaMismatch` the target words for users.
+    It is handed what it needs, the run (shared by every sink) and the stream's destination;
+    the SDK's `target` is only the SDK's (its settings, logger and clock).
     """
 
-    def __init__(self, schema: dict[str, Any], *, validate_formats: bool) -> None:
-        super().__init__(schema)
-        try:
-            self._check = fastjsonschema.compile(
-                schema, use_default=False, use_formats=validate_formats, handlers=NO_REMOTE
-            )
-        except (fastjsonschema.JsonSchemaDefinitionException, re.error) as exc:
-            raise InvalidJSONSchema(f"the stream's schema cannot be compiled: {exc}") from exc
-
-    def validate(self, record: dict) -> None:
-        """Raise SchemaMismatch if the record does not match the stream's schema."""
-        try:
-            self._check(record)
-        except fastjsonschema.JsonSchemaValueException as exc:
-            raise SchemaMismatch(exc.message.replace("data", "the record", 1)) from exc
-
-
-class AhaSink(BatchSink):
-    """Base sink of every template: one record, one Aha! call."""
-
     MAX_SIZE_DEFAULT = 1000
-    template: ClassVar[Template]
 
     def __init__(
         self,
-        target: TargetAha,
+        target: Target,
         stream_name: str,
         schema: dict,
         key_properties: Sequence[str] | None,
+        *,
+        run: Run,
+        destination: Destination,
     ) -> None:
+        self.run = run
+        self.destination = destination
+        self.template = destination.template
         super().__init__(target, stream_name, schema, key_properties)
-        self.run = target.run
-        self.destination = target.destination_for(stream_name)
+        self.logger.addFilter(QUIET_MISMATCH)  # once per logger
         prop = self.destination.key_property
         self.key_fields: list[str] = [prop] if prop else list(key_properties or [])
-        self.webhook_url: str | None = (
-            self.destination.webhook_url or target.config.get("response_webhook_url") or None
-        )
+        self.webhook_url: str | None = self.destination.webhook_url or run.webhook_url
         self._position = 0
         self._warn_id_key_in_body()
         ledger = self.run.ledger
@@ -152,7 +95,8 @@ class AhaSink(BatchSink):
         """Validate records as the SDK does (`validate_records`), with a readable error."""
         if not self.validate_schema:
             return None
-        return RecordValidator(self.schema, validate_formats=self.validate_field_string_format)
+        return RecordValidator(self.schema, validate_formats=self.validate_field_string_format,
+                               stops_run=self.fail_on_record_validation_exception)
 
     def key_parts(self, record: Mapping[str, Any]) -> tuple[str, ...] | None:
         """The values of the record's key properties, or None if it has no complete key."""
@@ -325,135 +269,3 @@ class AhaSink(BatchSink):
                 "in `streams`, or set on_record_error: skip to record such records as "
                 "rejected in the results file and go on."
             )
-
-
-class CustomSink(AhaSink):
-    """The custom endpoint, one record one call; its template row is the stream's own."""
-
-    @property
-    def template(self) -> Template:  # type: ignore[override]
-        """The stream's custom template row (method, URL path, wrap key)."""
-        return self.destination.template
-
-
-class CustomBatchSink(CustomSink):
-    """A custom endpoint with `batch`: `batch.size` records per call, one outcome for all.
-
-    Records wait in `_pending` (at most one batch) until the batch is full or the SDK
-    drains the sink; each record still gets its own results line.
-    """
-
-    def __init__(
-        self,
-        target: TargetAha,
-        stream_name: str,
-        schema: dict,
-        key_properties: Sequence[str] | None,
-    ) -> None:
-        super().__init__(target, stream_name, schema, key_properties)
-        custom = self.destination.custom
-        if custom is None or custom.batch is None:
-            raise ValueError(f"stream '{stream_name}' has no batch settings")
-        self.batch: Batch = custom.batch
-        self._pending: list[tuple[str | None, int, dict[str, Any]]] = []
-
-    @property
-    def max_size(self) -> int:
-        """The SDK drains a sink that is full: make that a whole number of batches."""
-        size = self.batch.size
-        return max(1, math.ceil(super().max_size / size)) * size
-
-    def process_record(self, record: dict, context: dict) -> None:
-        """Add the record to the batch; send the batch when it is full."""
-        self._position += 1
-        key = self.key_of(record)
-        try:
-            body = record_body(self.destination, record)
-        except RecordError as exc:  # NaN/Infinity: this record only, before anything is sent
-            where = f"stream '{self.stream_name}', record " + (
-                f"key {key!r}" if key is not None else f"#{self._position}")
-            self._reject(key, where, str(exc), None)
-            return
-        self._pending.append((key, self._position, body))
-        if len(self._pending) >= self.batch.size:
-            self._flush()
-
-    def process_batch(self, context: dict) -> None:
-        """Send the partial batch, then wait for everything (before the SDK emits STATE)."""
-        self._flush()
-        super().process_batch(context)
-
-    def _flush(self) -> None:
-        if not self._pending:
-            return
-        members, self._pending = self._pending, []
-        keys = [key for key, _, _ in members]
-        where = _batch_where(self.stream_name, members)
-        try:
-            request = build_batch_request(
-                self.destination, [body for _, _, body in members], self.run.disable_mailers
-            )
-        except ConfigError as exc:
-            for key in keys:
-                self.run.results.write(self._line(key, "rejected", error=str(exc)))
-            raise ConfigError(f"{where[0].upper()}{where[1:]}: {exc}") from exc
-        order: list[Hashable] = [("key", self.stream_name, k) for k in keys if k is not None]
-        if request.method != "POST":
-            order.append(("object", request.origin, request.path))
-        self.run.dispatcher.submit(
-            functools.partial(self._deliver_batch, request, keys, where), order
-        )
-
-    def _deliver_batch(self, request: Request, keys: list[str | None], where: str) -> None:
-        try:
-            answer = self.run.sender.send(request, where)
-        except RecordRejected as exc:
-            self._notify(request, keys, exc.response)
-            for key in keys:
-                self.run.results.write(
-                    self._line(key, "rejected", http_status=exc.status, error=str(exc))
-                )
-            if self.run.on_record_error == "fail":
-                raise FatalAhaError(
-                    f"Batch rejected ({where}): {exc}. Fix the records or the stream's "
-                    "entry in `streams`, or set on_record_error: skip to record the "
-                    "records of such batches as rejected in the results file and go on."
-                ) from exc
-            return
-        self._notify(request, keys, answer)
-        for key in keys:
-            if answer.simulated:
-                self.run.results.write(self._line(key, "dry_run"))
-            else:
-                self.run.results.write(self._line(key, "succeeded", http_status=answer.status))
-
-    def _line(self, key: str | None, status: str, **fields: Any) -> Outcome:
-        return Outcome(self.stream_name, key, CUSTOM, CUSTOM, status, **fields)
-
-
-def _batch_where(stream: str, members: list[tuple[str | None, int, dict[str, Any]]]) -> str:
-    """`stream 's', batch of 3 records #4-#6 (keys 'a', 'b', 'c')` for messages."""
-    keys = [key for key, _, _ in members if key is not None]
-    shown = ", ".join(repr(k) for k in keys[:5]) + (f" +{len(keys) - 5} more" if keys[5:] else "")
-    first, last = members[0][1], members[-1][1]
-    return (
-        f"stream '{stream}', batch of {len(members)} records #{first}-#{last}"
-        + (f" (keys {shown})" if keys else "")
-    )
-
-
-def sink_class(destination: Destination) -> type[AhaSink]:
-    """The sink class that serves a destination."""
-    if destination.custom is None:
-        return SINK_CLASSES[destination.endpoint]
-    return CustomBatchSink if destination.custom.batch is not None else CustomSink
-
-
-SINK_CLASSES: dict[str, type[AhaSink]] = {
-    name: type(
-        "".join(part.title() for part in name.split("_")) + "Sink",
-        (AhaSink,),
-        {"template": template, "__doc__": f"Sends each record with the `{name}` template."},
-    )
-    for name, template in TEMPLATES.items()
-}

@@ -131,7 +131,7 @@ def worded_error(stream: io.TextIOBase, stream_maps: dict[str, Any] | None = Non
         with pytest.raises(InputError) as caught:
             target.listen(stream)  # type: ignore[arg-type]
     finally:
-        target._end_run()
+        target.end_run()
     message = str(caught.value)
     assert "\n" not in message  # one paragraph
     assert message.endswith("Nothing from this line on was sent and no STATE was emitted "

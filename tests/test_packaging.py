@@ -188,7 +188,7 @@ def test_wheel_metadata(dists: Dists) -> None:
                        for r in map(Requirement, PROJECT["dependencies"])}, runtime
     assert meta.get_all("Provides-Extra") == ["postgres"]
     entry_points = dists.wheel_text("entry_points.txt")
-    assert re.search(r"^target-aha = target_aha\.target:TargetAha\.cli$", entry_points, re.M), (
+    assert re.search(r"^target-aha = target_aha\.cli:main$", entry_points, re.M), (
         entry_points)
 
 

@@ -14,12 +14,12 @@ from typing import Any
 import pytest
 from singer_sdk.exceptions import ConfigValidationError
 
-from target_aha.client import CONTENT_TYPES
 from target_aha.custom import BATCH_ALGORITHMS, CUSTOM_KEYS, METHODS
 from target_aha.destination import COMMON_KEYS, WRITE_MODES
 from target_aha.endpoints import ENDPOINT_NAMES, TEMPLATES
 from target_aha.errors import ConfigError
 from target_aha.target import VERSION, TargetAha
+from target_aha.wire import CONTENT_TYPES
 from tests.conftest import EXECUTABLE, TOKEN
 
 BASE = {"base_url": "http://127.0.0.1:9/api/v1", "api_key": TOKEN, "ledger_path": ""}
@@ -32,9 +32,7 @@ def about() -> dict[str, Any]:
 
 
 def start(**config: Any) -> TargetAha:
-    target = TargetAha(config={**BASE, **config})
-    target._end_run()
-    return target
+    return TargetAha(config={**BASE, **config})
 
 
 @pytest.mark.parametrize(
@@ -148,7 +146,10 @@ def test_fractional_rates_are_refused_with_the_minute_window(
 
 def test_whole_numbers_written_as_floats_are_whole() -> None:
     target = start(max_requests_per_second=3.0, max_requests_per_minute=Decimal("30"))
-    assert target.run.gate is not None
+    try:
+        assert target.open_run().gate is not None
+    finally:
+        target.end_run()
 
 
 @pytest.mark.parametrize("value", [0, -1.5, Decimal("0")])
