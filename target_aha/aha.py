@@ -194,7 +194,7 @@ class Read:
 
     wrappers: tuple[str, ...] = ()
     """For a read whose collection is itself a parameter (a commented object): the wrappers
-    any of its answers may carry. Any other read answers its object under `kind`."""
+    its answer may carry, one per collection (`feature` for `/features/...`)."""
 
     @property
     def answer(self) -> str:
