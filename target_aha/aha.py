@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
-from target_aha.endpoints import TEMPLATES
+from target_aha.endpoints import COMMENTABLE, TEMPLATES
 from target_aha.errors import RecordError
 
 if TYPE_CHECKING:
@@ -129,11 +129,14 @@ def last_page(data: Any, page: int) -> bool:
     return not isinstance(pages, int) or page >= pages
 
 
-def carries(obj: Mapping[str, Any], fields: Mapping[str, Any], nest: str | None) -> bool:
-    """The listed object carries what a create sent: its name, or (`nest`, custom table
-    records, which list their fields as `[{"key": ..., "value": ...}]`) its fields."""
+def carries(
+    obj: Mapping[str, Any], fields: Mapping[str, Any], nest: str | None, same_by: str = "name"
+) -> bool:
+    """The listed object carries what a create sent: its `same_by` field (a name; a comment's
+    body), or (`nest`, custom table records, which list their fields as
+    `[{"key": ..., "value": ...}]`) its fields."""
     if nest is None:
-        return obj.get("name") == fields.get("name")
+        return obj.get(same_by) == fields.get(same_by)
     have = {f.get("key"): f.get("value") for f in obj.get(nest) or [] if isinstance(f, dict)}
     want = fields.get(nest) or {}
     return bool(want) and all(str(have.get(k)) == str(v) for k, v in want.items())
@@ -189,18 +192,27 @@ class Read:
     """For a read that lists (a custom table's records): the key of the list it answers.
     Any other read answers its object under `kind` (`{"product": {"id": ...}}`)."""
 
+    wrappers: tuple[str, ...] = ()
+    """For a read whose collection is itself a parameter (a commented object): the wrappers
+    its answer may carry, one per collection (`feature` for `/features/...`)."""
+
     @property
     def answer(self) -> str:
         """What a 2xx must carry to prove the object exists, for messages."""
-        return f'a "{self.listing}" list' if self.listing else f"a {self.kind} with its id"
+        if self.listing:
+            return f'a "{self.listing}" list'
+        if self.wrappers:
+            return f"one of {', '.join(self.wrappers)} with its id"
+        return f"a {self.kind} with its id"
 
     def proves(self, data: Any) -> bool:
         """Whether a 2xx body is Aha!'s answer to this read, not a proxy's page or garbage."""
+        if not isinstance(data, dict):
+            return False
         if self.listing is not None:
-            return isinstance(data, dict) and isinstance(data.get(self.listing), list)
-        return isinstance(data, dict) and isinstance(data.get(self.kind), dict) and (
-            named_object(data, self.kind) is not None
-        )
+            return isinstance(data.get(self.listing), list)
+        wrapper = next((w for w in self.wrappers if w in data), None) or self.kind
+        return isinstance(data.get(wrapper), dict) and named_object(data, wrapper) is not None
 
 
 READS = (
@@ -213,6 +225,14 @@ READS = (
         (("per_page", "1"),), listing="custom_object_records",
     ),
     Read("epic_id", "epic", "/epics/{epic_id}", "its reference such as PRJ1-E-1"),
+    Read("feature_id", "feature", "/features/{feature_id}", "its reference such as PRJ1-1"),
+    Read("goal_id", "goal", "/goals/{goal_id}", "its reference such as PRJ1-G-1"),
+    Read(
+        "commentable_id", "commented object", "/{commentable_type}/{commentable_id}",
+        "the reference of an object of commentable_type, such as PRJ1-1 for features",
+        wrappers=tuple(c.removesuffix("s") for c in COMMENTABLE),
+    ),
 )
 """Per template parameter, the read that proves it names an existing object: the reads
-aha-api.md documents. Other parameters (goal_id, initiative_id) are reported as not checked."""
+aha-api.md documents (a commented object is read where its comments are posted, under its own
+collection). Other parameters (initiative_id) are reported as not checked."""

@@ -1,7 +1,7 @@
 """The catalog of Aha! write templates: one row per template, nothing else.
 
-Everything that differs between the eleven templates is data in this table. Sinks, shaping
-and the ledger read it; adding a twelfth template is one more row.
+Everything that differs between the templates (the eleven of 0.1.0 and the six added after it)
+is data in this table. Sinks, shaping and the ledger read it; adding a template is one more row.
 """
 
 from __future__ import annotations
@@ -12,6 +12,12 @@ from target_aha import placeholders
 
 CUSTOM = "custom"
 """The `endpoint` value of the manual configuration (any Aha! endpoint)."""
+
+COMMENTABLE: tuple[str, ...] = (
+    "features", "epics", "requirements", "ideas", "initiatives", "goals", "releases",
+)
+"""The collections whose objects take comments (`POST /<collection>/{id}/comments`), as
+Aha!'s Comments API lists them: the allowed values of `create_comment`'s `commentable_type`."""
 
 
 @dataclass(frozen=True)
@@ -26,7 +32,10 @@ class Template:
     What that listing offers, as Aha!'s reference documents it: `list_search` (it takes
     `q=`, a name search), `list_since` (it takes `updated_since=`), `list_dated` (its items
     carry `created_at`; teams and custom table records do not, so crash recovery notes which
-    same-named objects existed before a create instead).
+    same-named objects existed before a create instead). `same_by` is the field that tells a
+    listed object for the one a lost create made: its name, or for comments (which have none)
+    their body; the listing is the container's own, so the container matches too. `choices`
+    limits a parameter to a few values (a record with another value is rejected).
     """
 
     name: str
@@ -39,6 +48,8 @@ class Template:
     list_search: bool = False
     list_since: bool = False
     list_dated: bool = True
+    same_by: str = "name"
+    choices: tuple[tuple[str, tuple[str, ...]], ...] = ()
     params: tuple[str, ...] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -99,6 +110,32 @@ TEMPLATES: dict[str, Template] = {
         Template(
             "create_team", "POST", "/teams", "team",
             update_path="/teams/{id}", list_path="/teams", list_dated=False,
+        ),
+        # The six of contract section 11.
+        Template("update_feature", "PUT", "/features/{feature_id}", "feature"),
+        Template(
+            "create_requirement", "POST", "/features/{feature_id}/requirements", "requirement",
+            update_path="/requirements/{id}", list_path="/features/{feature_id}/requirements",
+        ),
+        Template(
+            "create_release", "POST", "/products/{product_id}/releases", "release",
+            update_path="/products/{product_id}/releases/{id}",
+            list_path="/products/{product_id}/releases",
+        ),
+        Template(
+            "create_idea", "POST", "/products/{product_id}/ideas", "idea",
+            update_path="/ideas/{id}", list_path="/products/{product_id}/ideas",
+            list_search=True, list_since=True,
+        ),
+        Template(
+            "create_key_result", "POST", "/goals/{goal_id}/key_results", "key_result",
+            update_path="/key_results/{id}", list_path="/goals/{goal_id}/key_results",
+        ),
+        Template(
+            "create_comment", "POST", "/{commentable_type}/{commentable_id}/comments", "comment",
+            update_path="/comments/{id}",
+            list_path="/{commentable_type}/{commentable_id}/comments",
+            same_by="body", choices=(("commentable_type", COMMENTABLE),),
         ),
     )
 }

@@ -117,7 +117,9 @@ class _Checker:
             else:
                 values = {p: literals[p].render({}, p) for p in placeholders.names(read.path)}
                 checks.append(self._exists(where, f"streams.{stream}.{read.param}", read, values))
-        checked = {read.param for read in READS}
+        # A parameter read as part of another's path (commentable_type) was checked with it.
+        checked = {p for read in READS if read.param in dest.params
+                   for p in placeholders.names(read.path)} | {read.param for read in READS}
         for param, pattern in dest.params.items():
             if param in checked:
                 continue

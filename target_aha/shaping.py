@@ -89,8 +89,16 @@ def wrap(body: dict[str, Any], wrapper: str | None, nest: str | None) -> dict[st
 
 
 def param_values(dest: Destination, record: Mapping[str, Any]) -> dict[str, str]:
-    """The URL parameters for one record; raises RecordError if one is missing."""
-    return {p: pattern.render(record, p) for p, pattern in dest.params.items()}
+    """The URL parameters for one record; raises RecordError if one is missing, or if one
+    the template limits to a few values (`commentable_type`) has another."""
+    values = {p: pattern.render(record, p) for p, pattern in dest.params.items()}
+    for param, allowed in dest.template.choices:
+        if param in values and values[param] not in allowed:
+            raise RecordError(
+                f"parameter '{param}' is {values[param]!r}; {dest.template.name} takes one of "
+                f"{', '.join(allowed)}"
+            )
+    return values
 
 
 BOOKKEEPING_PREFIX = "_sdc_"

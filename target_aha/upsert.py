@@ -7,8 +7,9 @@ For a `create_*` template and a keyed record:
   deleted in Aha!) creates it again;
 - key pending (an earlier create's outcome is unknown: the process died, the request timed
   out after it was sent, or Aha!'s 2xx named no object): look in the container for an object
-  with the same name (custom table records: the same fields) that is new since the mark, and
-  adopt a single match instead of creating a second object. Several matches: reject the
+  with the same name (custom table records: the same fields; comments, which have no name:
+  the same body in the same commented object) that is new since the mark, and adopt a single
+  match instead of creating a second object. Several matches: reject the
   record and list them. "New" is read from Aha!'s `created_at` where listings carry one;
   teams and custom table records carry none, so their creates note the look-alikes that
   already exist when they are marked pending, and only an object not among them is adopted.
@@ -280,7 +281,8 @@ class Upsert:
         return matches
 
     def _same_named(self, job: Keyed, since: float | None) -> list[dict[str, Any]]:
-        """Objects in the record's container with its name (records: its custom fields).
+        """Objects in the record's container with its name (records: its custom fields;
+        comments: its body, see Template.same_by).
 
         Lists are paged through (at most aha.MAX_LIST_PAGES pages), narrowed by `q=` and
         `updated_since=` only where Aha! documents them for that list.
@@ -288,11 +290,12 @@ class Upsert:
         template = self.template
         assert template.list_path is not None and template.wrapper is not None
         fields = (job.request.body or {}).get(template.wrapper) or {}
-        if template.nest is None and not fields.get("name"):
+        same_by = template.same_by
+        if template.nest is None and not fields.get(same_by):
             return []
         query = aha.listing_query(
             since=since if template.list_since else None,
-            search=str(fields["name"]) if template.list_search and template.nest is None
+            search=str(fields[same_by]) if template.list_search and template.nest is None
             else None,
         )
         matches = []
@@ -304,7 +307,7 @@ class Upsert:
             items = aha.listed(data)
             if items is None:
                 break
-            matches += [o for o in items if aha.carries(o, fields, template.nest)]
+            matches += [o for o in items if aha.carries(o, fields, template.nest, same_by)]
             if aha.last_page(data, page):
                 break
         return matches

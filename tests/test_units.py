@@ -28,7 +28,7 @@ from tests.fakes import FakeTransport
 def test_every_template_param_comes_from_its_path() -> None:
     assert TEMPLATES["update_goal"].params == ("product_id", "goal_id")
     assert TEMPLATES["create_team"].params == ()
-    assert len(TEMPLATES) == 11
+    assert len(TEMPLATES) == 17
 
 
 def test_pattern_literal_and_placeholders() -> None:

@@ -21,7 +21,12 @@ LOG = logging.getLogger(__name__)
 Response = tuple[int, Any]
 
 # Kinds whose create needs a non-empty name, as Aha! validates them.
-NAMED_KINDS = frozenset({"feature", "epic", "goal", "initiative", "team", "idea"})
+NAMED_KINDS = frozenset(
+    {"feature", "epic", "goal", "initiative", "team", "idea", "release", "requirement",
+     "key_result"}
+)
+# Where comments are posted and listed (`/<plural>/{id}/comments`), by the commented kind.
+COMMENTED_KINDS = ("feature", "epic", "requirement", "idea", "initiative", "goal", "release")
 # Lists whose documented filters are `q` (name search) and `updated_since`; Aha! documents
 # neither for goals and teams, so those lists ignore both and answer everything.
 FILTERED_LISTS = frozenset({"feature", "epic", "initiative", "idea", "custom_object_record"})
@@ -59,6 +64,10 @@ class AhaApi:
             ("GET", ("me",), self._me),
             ("GET", ("products", "*"), partial(show, "product")),
             ("GET", ("products", "*", "releases"), partial(self._list_in_product, "release")),
+            ("POST", ("products", "*", "releases"), partial(self._create_in_product, "release")),
+            ("GET", ("products", "*", "releases", "*"), partial(self._show_in_product, "release")),
+            ("PUT", ("products", "*", "releases", "*"),
+             partial(self._update_in_product, "release")),
             ("GET", ("products", "*", "epics"), partial(self._list_in_product, "epic")),
             ("POST", ("products", "*", "epics"), partial(self._create_in_product, "epic")),
             ("GET", ("products", "*", "goals"), partial(self._list_in_product, "goal")),
@@ -90,6 +99,21 @@ class AhaApi:
             ("GET", ("goals", "*"), partial(show, "goal")),
             ("GET", ("initiatives", "*"), partial(show, "initiative")),
             ("GET", ("ideas", "*"), partial(show, "idea")),
+            ("PUT", ("ideas", "*"), partial(update, "idea")),
+            ("GET", ("features", "*", "requirements"),
+             partial(self._list_in_parent, "feature", "requirement")),
+            ("POST", ("features", "*", "requirements"),
+             partial(self._create_in_parent, "feature", "requirement")),
+            ("GET", ("requirements", "*"), partial(show, "requirement")),
+            ("PUT", ("requirements", "*"), partial(update, "requirement")),
+            ("GET", ("goals", "*", "key_results"),
+             partial(self._list_in_parent, "goal", "key_result")),
+            ("POST", ("goals", "*", "key_results"),
+             partial(self._create_in_parent, "goal", "key_result")),
+            ("GET", ("key_results", "*"), partial(show, "key_result")),
+            ("PUT", ("key_results", "*"), partial(update, "key_result")),
+            ("GET", ("comments", "*"), partial(show, "comment")),
+            ("PUT", ("comments", "*"), partial(update, "comment")),
             ("GET", ("custom_object_records", "*"), partial(show, "custom_object_record")),
             ("PUT", ("custom_object_records", "*"), partial(update, "custom_object_record")),
             ("GET", ("teams",), self._list_teams),
@@ -97,6 +121,12 @@ class AhaApi:
             ("GET", ("teams", "*"), partial(show, "team")),
             ("PUT", ("teams", "*"), partial(update, "team")),
         ]
+        for commented in COMMENTED_KINDS:
+            where = (KINDS[commented].plural, "*", "comments")
+            self._routes += [
+                ("GET", where, partial(self._list_in_parent, commented, "comment")),
+                ("POST", where, partial(self._create_in_parent, commented, "comment")),
+            ]
         # Aha! is a Rails app: every update route takes PATCH as well as PUT.
         self._routes += [
             ("PATCH", pattern, handler)
@@ -149,6 +179,12 @@ class AhaApi:
             call, kind, self._store.entries(kind, lambda e: e.container_id == release.id)
         )
 
+    def _list_in_parent(self, parent_kind: str, kind: str, call: Call, parent_key: str) -> Response:
+        parent = self._visible(call, parent_kind, parent_key)
+        return self._page(
+            call, kind, self._store.entries(kind, lambda e: e.container_id == parent.id)
+        )
+
     def _list_records(self, call: Call, product_key: str, table_key: str) -> Response:
         product = self._visible(call, "product", product_key)
         table = self._store.table(product, table_key)
@@ -176,6 +212,17 @@ class AhaApi:
         release = self._store.default_release(product) if kind == "epic" else None
         entry = self._store.create(
             kind, _fields(call, kind, creating=True), product=product, release=release
+        )
+        return 200, {kind: self._store.public(entry)}
+
+    def _create_in_parent(
+        self, parent_kind: str, kind: str, call: Call, parent_key: str
+    ) -> Response:
+        """A requirement in its feature, a key result in its goal, a comment on its object."""
+        parent = self._visible(call, parent_kind, parent_key)
+        product = self._store.find("product", parent.product_id or "")
+        entry = self._store.create(
+            kind, _fields(call, kind, creating=True), product=product, parent=parent
         )
         return 200, {kind: self._store.public(entry)}
 
@@ -288,6 +335,8 @@ def _fields(call: Call, kind: str, *, creating: bool) -> dict[str, Any]:
         raise ApiError(422, "Validation failed: Name is invalid (the FAIL-422 test hook)")
     if kind in NAMED_KINDS and (creating or "name" in fields) and _blank(fields.get("name")):
         raise ApiError(422, "Validation failed: Name can't be blank")
+    if kind == "comment" and (creating or "body" in fields) and _blank(fields.get("body")):
+        raise ApiError(422, "Validation failed: Body can't be blank")
     if kind == "goal" and creating and not call.relax_goal_validation:
         _check_goal(fields)
     if (

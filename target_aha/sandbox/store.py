@@ -43,6 +43,8 @@ class Kind:
     object has no page and Aha! answers no `url` or `resource` (custom table records, teams).
     `dated`: whether Aha! answers `created_at`/`updated_at` (teams carry neither).
     `workflow`: whether the object has a workflow status (answered as an object).
+    `whole_in_lists`: lists answer the whole object, not a short item (custom table records
+    and comments: what tells one from another is not a name).
     """
 
     name: str
@@ -53,6 +55,7 @@ class Kind:
     page: str | None
     dated: bool = True
     workflow: bool = False
+    whole_in_lists: bool = False
 
 
 KINDS: dict[str, Kind] = {
@@ -65,15 +68,20 @@ KINDS: dict[str, Kind] = {
         Kind("goal", "goals", "G", "strategic_imperatives", workflow=True),
         Kind("initiative", "initiatives", "S", "initiatives", workflow=True),
         Kind("idea", "ideas", "I", "ideas", workflow=True),
-        Kind("custom_object_record", "custom_object_records", None, None),
+        Kind("custom_object_record", "custom_object_records", None, None, whole_in_lists=True),
         Kind("team", "teams", None, None, dated=False),
+        # Objects inside another object: their reference number extends their container's
+        # (requirement PRJ1-1-1 of feature PRJ1-1, key result PRJ1-G-1-KR-1 of goal PRJ1-G-1).
+        Kind("requirement", "requirements", "", "requirements", workflow=True),
+        Kind("key_result", "key_results", "KR", "key_results"),
+        Kind("comment", "comments", None, "comments", whole_in_lists=True),
     )
 }
 DEFAULT_STATUS = "New"
 """The workflow status Aha! gives an object created without one."""
 LIST_ITEM_FIELDS = ("id", "reference_num", "name", "created_at", "url", "resource")
 """What a list endpoint answers per object: a short item, not the whole object."""
-DESCRIBED = frozenset({"release", "epic", "feature", "goal", "initiative", "idea"})
+DESCRIBED = frozenset({"release", "epic", "feature", "goal", "initiative", "idea", "requirement"})
 """Kinds whose `description` Aha! stores as a note and answers as `{"id", "body"}`."""
 
 
@@ -224,13 +232,14 @@ class Store:
             return copy.deepcopy(entry.data)
 
     def list_item(self, entry: Entry) -> dict[str, Any]:
-        """The object as a list answers it: short, except custom table records.
+        """The object as a list answers it: short, except custom table records and comments.
 
         Matching a record needs its values, so record lists answer whole records (Aha!'s
-        reference shows no short form for them).
+        reference shows no short form for them); comment lists answer whole comments, bodies
+        included, as the Comments API's examples do.
         """
         with self.lock:
-            if entry.kind.name == "custom_object_record":
+            if entry.kind.whole_in_lists:
                 return copy.deepcopy(entry.data)
             return {k: copy.deepcopy(entry.data[k]) for k in LIST_ITEM_FIELDS if k in entry.data}
 
@@ -260,8 +269,13 @@ class Store:
         product: Entry | None,
         release: Entry | None = None,
         table: CustomTable | None = None,
+        parent: Entry | None = None,
     ) -> Entry:
-        """Store a new object in its container and give it an id and a reference number."""
+        """Store a new object in its container and give it an id and a reference number.
+
+        `parent` is the object a requirement, key result or comment is created in: it numbers
+        them (below its own reference number) and is named in their answer.
+        """
         with self.lock:
             spec = KINDS[kind]
             if "custom_fields" in fields:
@@ -272,11 +286,12 @@ class Store:
                 fields = {**fields, "workflow_status": DEFAULT_STATUS}
             fields = self._answered(spec, fields, {})
             ref = None
-            if spec.ref_infix is not None and product is not None:
-                counter = (product.id, kind)
+            numbered_in = parent if parent is not None else product
+            if spec.ref_infix is not None and numbered_in is not None:
+                counter = (numbered_in.id, kind)
                 self._counters[counter] = self._counters.get(counter, 0) + 1
                 middle = f"{spec.ref_infix}-" if spec.ref_infix else ""
-                ref = f"{product.ref}-{middle}{self._counters[counter]}"
+                ref = f"{numbered_in.ref}-{middle}{self._counters[counter]}"
             extra: dict[str, Any] = {}
             container_id = product.id if product is not None else None
             if release is not None:
@@ -291,6 +306,9 @@ class Store:
             if table is not None:
                 extra["key"] = table.key
                 container_id = table.key
+            if parent is not None:
+                extra.update(_in_parent(spec, parent))
+                container_id = parent.id
             return self._add(
                 spec, fields, ref=ref, product_id=product.id if product else None,
                 container_id=container_id, extra=extra,
@@ -412,6 +430,19 @@ class Store:
         if ref is not None:
             self._refs[kind.name][ref.upper()] = entry
         return entry
+
+
+def _in_parent(kind: Kind, parent: Entry) -> dict[str, Any]:
+    """How an object created inside another names it: a comment its `commentable` (as the
+    Comments API answers it), a requirement its feature, a key result its goal."""
+    if kind.name == "comment":
+        named: dict[str, Any] = {"type": parent.kind.name.title(), "id": parent.id}
+        named.update({k: parent.data[k] for k in ("url", "resource") if k in parent.data})
+        named["product_id"] = parent.product_id
+        return {"commentable": named}
+    return {parent.kind.name: {
+        "id": parent.id, "reference_num": parent.ref, "name": parent.data.get("name"),
+    }}
 
 
 def _custom_fields(
