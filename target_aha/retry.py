@@ -3,20 +3,22 @@
 Every caller that talks HTTP (the sender, the response webhook, `--test`) runs its attempts
 through `RetryPolicy.call`: one rule for retryable statuses (408, 429, 5xx), one for errors
 (`TransportError.retryable`, decided at the transport seam), exponential backoff with
-jitter, and the waits Aha! asks for (`Retry-After`, `X-Ratelimit-Reset`) honoured through
-the rate gate instead of the backoff. `sleep` and the clocks are injectable, so the policy is
-tested without waiting.
+jitter (python-backoff's `expo` and `full_jitter`), and the waits Aha! asks for
+(`Retry-After`, `X-Ratelimit-Reset`) honoured through the rate gate instead of the backoff.
+`sleep` and the clocks are injectable, so the policy is tested without waiting.
 """
 
 from __future__ import annotations
 
 import math
-import random
 import time
-from collections.abc import Callable
+import typing as t
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from enum import Enum
 from typing import Protocol
+
+import backoff
 
 from target_aha.transport import TransportError
 from target_aha.wire import Answer
@@ -129,9 +131,8 @@ class GaveUp(Exception):
         self.last = last
 
 
-def full_jitter(wait: float) -> float:
-    """Anywhere between 0 and `wait`: senders that failed together do not retry together."""
-    return random.uniform(0, wait)
+full_jitter: Callable[[float], float] = backoff.full_jitter
+"""Anywhere between 0 and the wait: senders that failed together do not retry together."""
 
 
 def no_jitter(wait: float) -> float:
@@ -153,9 +154,13 @@ class RetryPolicy:
     jitter: Callable[[float], float] = full_jitter
     sleep: Callable[[float], None] = time.sleep
 
-    def wait(self, n: int) -> float:
-        """The n-th wait (1 for the first), before jitter."""
-        return min(self.first_wait * 2 ** (n - 1), self.max_wait)
+    def waits(self) -> Iterator[float]:
+        """The waits between attempts, in order, before jitter."""
+        delays = backoff.expo(
+            factor=self.first_wait, max_value=None if math.isinf(self.max_wait) else self.max_wait
+        )
+        next(delays)  # python-backoff's generators are primed before their first wait
+        return t.cast(Iterator[float], delays)
 
     def call(
         self,
@@ -171,7 +176,7 @@ class RetryPolicy:
         `recover`, if given, is asked (after the backoff) and its answer, the object found,
         is returned instead of sending again. `on_retry(attempt, last)` is told of each retry.
         """
-        waits = 0
+        waits = self.waits()
         last: TransportError | Answer | None = None
         for attempt in range(self.attempts):
             final = attempt == self.attempts - 1
@@ -184,8 +189,8 @@ class RetryPolicy:
             except TransportError as exc:
                 last = exc
                 if exc.retryable and (not final or recover is not None):
-                    waits += 1  # Aha! may still be committing: give it time before looking
-                    self.sleep(self.jitter(self.wait(waits)))
+                    # Aha! may still be committing: give it time before looking.
+                    self.sleep(self.jitter(next(waits)))
                 if recover is not None and (found := recover()) is not None:
                     return found
                 if not exc.retryable:
@@ -196,8 +201,7 @@ class RetryPolicy:
                 return answer
             last = answer
             if paused is None and not final:
-                waits += 1
-                self.sleep(self.jitter(self.wait(waits)))
+                self.sleep(self.jitter(next(waits)))
             # A gateway's 502/504 can come after the application committed: look first.
             if answer.status >= 500 and recover is not None and (found := recover()) is not None:
                 return found
