@@ -112,9 +112,11 @@ class Run:
         """At the end of the input: hand deferred records back, round after round, while a
         round hands any on (a deferred child waits for its deferred parent to settle); then
         reject what is still waiting, as `on_record_error` says."""
+        if not self.referenced:  # no references configured: nothing is ever deferred
+            return
+        self.settle()  # a record waiting for a parent in flight may be deferred meanwhile
         if self.spool is None:
             return
-        self.settle()
         while self.spool.waiting:
             progressed = False
             for stream, record in self.spool.take_round():

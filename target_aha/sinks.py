@@ -231,9 +231,9 @@ class AhaSink(BatchSink):
     def _defer(self, record: dict) -> None:
         """Hold the record on disk until the end of the input: only what it sends or reads."""
         dest = self.destination
-        dropped = dest.exclude - dest.consumed
+        needed = dest.consumed | set(self.key_fields)
         kept = {k: to_json_value(v) for k, v in record.items()
-                if k not in dropped and (k in dest.consumed or not is_bookkeeping(k))}
+                if k in needed or (k not in dest.exclude and not is_bookkeeping(k))}
         self.run.defer(self.stream_name, self, kept)
 
     def replay(self, record: dict[str, Any]) -> bool:

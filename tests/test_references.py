@@ -385,3 +385,34 @@ def test_sigkill_in_the_middle_of_a_tree_load_then_rerun(sandbox: Sandbox,
     assert proc.returncode == 0, err
     assert [json.loads(line) for line in out.splitlines()] == [{"done": 1}]
     assert_tree(sandbox, n_versions=3, n_epics=12, n_stories=60, n_tasks=60)
+
+
+def test_a_child_of_a_rejected_parent_is_rejected_naming_it(
+        sandbox: Sandbox, tmp_path: Path, run_target) -> None:
+    """The parent is in flight when its child is read, and Aha! refuses it (422)."""
+    sandbox.configure(latency_ms=100)
+    messages = [schema("jira_versions"),
+                record("jira_versions", {"version_id": "V0", "name": "FAIL-422"}),
+                *epics(("E0", "V0")), state({"s": 1})]
+    out = run_target(config(tmp_path, on_record_error="skip"), messages, sandbox=sandbox)
+    assert out.returncode == 0, out.stderr
+    assert [(r["key"], r["status"]) for r in out.results] == [("V0", "rejected"),
+                                                               ("E0", "rejected")]
+    assert "jira_versions key 'V0'" in out.results[1]["error"]
+    assert out.states == [{"s": 1}]
+    assert posts(sandbox, "/epics") == []
+
+
+def test_references_resolve_through_a_postgres_ledger(
+        sandbox: Sandbox, tmp_path: Path, run_target, postgres_url: str) -> None:
+    cfg = {**config(tmp_path), "ledger_path": postgres_url}
+    first = run_target(cfg, versions("PG0"), sandbox=sandbox)
+    assert first.returncode == 0, first.stderr
+    second = run_target(cfg, [*stories(("PGS0", "PG0", "PGE0")), *epics(("PGE0", "PG0"))],
+                        sandbox=sandbox)
+    assert second.returncode == 0, second.stderr
+    release = by_name(sandbox, "release")["Version PG0"]
+    epic = by_name(sandbox, "epic")["Epic PGE0"]
+    story = by_name(sandbox, "feature")["Story PGS0"]
+    assert epic["release"]["id"] == story["release"]["id"] == release["id"]
+    assert story["epic"]["id"] == epic["id"]
