@@ -146,21 +146,18 @@ class AhaSink(BatchSink):
         """Shape the record and hand it to the dispatcher (sending starts at once)."""
         self._position += 1
         self.run.read += 1
-        self._route(record)
+        parts = self.key_parts(record)
+        self._route(record, f"stream '{self.stream_name}', record " + (
+            f"key {'|'.join(parts)!r}" if parts is not None else f"#{self._position}"
+        ))
 
-    def _where(self, key: str | None) -> str:
-        return f"stream '{self.stream_name}', record " + (
-            f"key {key!r}" if key is not None else f"#{self._position}"
-        )
-
-    def _route(self, record: dict) -> bool:
+    def _route(self, record: dict, where: str) -> bool:
         """Send the record now, after a parent in flight, or defer it to the end of input.
 
         Whether it was handed on (False: it was deferred, or settled as rejected).
         """
         parts = self.key_parts(record)
         key = None if parts is None else "|".join(parts)
-        where = self._where(key)
         order: list[Hashable] = []
         if parts is not None:
             order.append(("key", self.stream_name, ledger_key(parts)))
@@ -180,7 +177,7 @@ class AhaSink(BatchSink):
             self._reject(key, where, str(exc), None)
             return False
         if shaped.missing:
-            self._defer(record)
+            self._defer(record, where)
             return False
         request = shaped.request
         if request.method != "POST":
@@ -228,30 +225,29 @@ class AhaSink(BatchSink):
         })
         return Shaped(request, {**values, **pinned}, pinned, stable, missing)
 
-    def _defer(self, record: dict) -> None:
+    def _defer(self, record: dict, where: str) -> None:
         """Hold the record on disk until the end of the input: only what it sends or reads."""
         dest = self.destination
         needed = dest.consumed | set(self.key_fields)
         kept = {k: to_json_value(v) for k, v in record.items()
                 if k in needed or (k not in dest.exclude and not is_bookkeeping(k))}
-        self.run.defer(self.stream_name, self, kept)
+        self.run.defer(self.stream_name, self, kept, where)
 
-    def replay(self, record: dict[str, Any]) -> bool:
+    def replay(self, record: dict[str, Any], where: str) -> bool:
         """A deferred record, at the end of the input: handed on, or deferred again."""
-        return self._route(record)
+        return self._route(record, where)
 
-    def give_up(self, record: dict[str, Any]) -> None:
+    def give_up(self, record: dict[str, Any], where: str) -> None:
         """A deferred record whose parents never came: rejected under `on_record_error`."""
         parts = self.key_parts(record)
         key = None if parts is None else "|".join(parts)
-        where = self._where(key)
         try:
             missing = self._shape(record).missing
         except RecordError as exc:
             self._reject(key, where, str(exc), None)
             return
         if not missing:  # its parent settled after all (a last round found it)
-            self._route(record)
+            self._route(record, where)
             return
         self._reject(key, where, unresolved(where, missing), None)
 
@@ -278,7 +274,7 @@ class AhaSink(BatchSink):
             self._reject(key, where, str(exc), None)
             return
         if shaped.missing:
-            self._defer(record)
+            self._defer(record, where)
             return
         self._deliver(shaped, parts, where)
 

@@ -416,3 +416,22 @@ def test_references_resolve_through_a_postgres_ledger(
     story = by_name(sandbox, "feature")["Story PGS0"]
     assert epic["release"]["id"] == story["release"]["id"] == release["id"]
     assert story["epic"]["id"] == epic["id"]
+
+
+def test_a_deferred_record_without_a_key_is_named_by_its_position(
+        sandbox: Sandbox, tmp_path: Path, run_target) -> None:
+    streams = {"jira_versions": TREE["jira_versions"],
+               "notes": {"endpoint": "create_epic",
+                         "release_id": {"ref": "jira_versions", "key": "{v}"}}}
+    messages = [schema("notes"), record("notes", {"v": "V0", "name": "N1"}),
+                record("notes", {"v": "V7", "name": "N2"}), *versions("V0")]
+    out = run_target(config(tmp_path, streams, on_record_error="skip"), messages,
+                     sandbox=sandbox)
+    assert out.returncode == 0, out.stderr
+    [rejected] = [r for r in out.results if r["status"] == "rejected"]
+    assert rejected["key"] is None
+    assert rejected["error"].startswith("stream 'notes', record #2: its reference "
+                                        "'release_id' names jira_versions key 'V7'")
+    [epic] = [o for o in sandbox.objects("epic") if o["name"] == "N1"]
+    assert epic["release"]["reference_num"] == by_name(sandbox, "release")["Version V0"][
+        "reference_num"]
