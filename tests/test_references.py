@@ -435,3 +435,24 @@ def test_a_deferred_record_without_a_key_is_named_by_its_position(
     [epic] = [o for o in sandbox.objects("epic") if o["name"] == "N1"]
     assert epic["release"]["reference_num"] == by_name(sandbox, "release")["Version V0"][
         "reference_num"]
+
+
+def test_the_sandbox_takes_linked_objects_by_reference_number_or_id(sandbox: Sandbox) -> None:
+    """As Aha! does: `epic` in a feature's body names the epic by reference number or id,
+    and the answer names the object; an unknown one is a 422."""
+    from tests.test_sandbox import call  # noqa: PLC0415 - the sandbox tests' HTTP helper
+
+    epic = call(sandbox, "POST", "/releases/PRJ1-R-1/epics", {"epic": {"name": "E"}}).body["epic"]
+    by_ref = call(sandbox, "POST", "/releases/PRJ1-R-1/features",
+                  {"feature": {"name": "F1", "epic": epic["reference_num"]}}).body["feature"]
+    by_id = call(sandbox, "POST", "/releases/PRJ1-R-1/features",
+                 {"feature": {"name": "F2", "epic": epic["id"]}}).body["feature"]
+    assert by_ref["epic"]["id"] == by_id["epic"]["id"] == epic["id"]
+    assert by_ref["epic"]["reference_num"] == epic["reference_num"]
+    unknown = call(sandbox, "POST", "/releases/PRJ1-R-1/features",
+                   {"feature": {"name": "F3", "epic": "PRJ1-E-999"}})
+    assert unknown.status == 422
+    # A container in a path, too (a feature by its reference number).
+    feature = call(sandbox, "POST", f"/features/{by_ref['reference_num']}/requirements",
+                   {"requirement": {"name": "R"}})
+    assert feature.status == 200
