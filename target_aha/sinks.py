@@ -5,6 +5,10 @@ reading. When the SDK drains a sink (before it emits STATE), `process_batch` wai
 every record handed over so far has an outcome (and its answer went to the response
 webhook), which is what makes STATE safe. A batched custom stream's sink is in
 `batch_sink.py`; records are validated by `validation.py`.
+
+A record whose references (references.py) name a parent in flight is handed over with the
+parent's ordering key, and resolved when the parent settled; one whose parent is not known
+yet is deferred (deferral.py) and handed back by `Run.settle_deferred` at the end of input.
 """
 
 from __future__ import annotations

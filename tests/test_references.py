@@ -456,3 +456,41 @@ def test_the_sandbox_takes_linked_objects_by_reference_number_or_id(sandbox: San
     feature = call(sandbox, "POST", f"/features/{by_ref['reference_num']}/requirements",
                    {"requirement": {"name": "R"}})
     assert feature.status == 200
+
+
+def test_state_is_held_while_a_record_is_deferred(sandbox: Sandbox, tmp_path: Path,
+                                                  run_target) -> None:
+    """Every message drains (state_interval_seconds ~ 0): STATE flows until a record is
+    deferred, then waits until it settled at the end of the input."""
+    messages = [*versions("V0"), state({"n": 1}), *epics(("E0", "V0")), state({"n": 2}),
+                record("jira_epics", {"epic_key": "E1", "fix_version": "V1", "name": "Epic E1"}),
+                state({"n": 3}),
+                record("jira_versions", {"version_id": "V1", "name": "Version V1"}),
+                state({"n": 4})]
+    out = run_target(config(tmp_path, state_interval_seconds=1e-9), messages, sandbox=sandbox)
+    assert out.returncode == 0, out.stderr
+    assert out.states == [{"n": 1}, {"n": 2}, {"n": 4}]
+    assert_tree(sandbox, n_versions=2, n_epics=2, n_stories=0, n_tasks=0)
+
+
+def test_sigterm_while_records_are_deferred_emits_no_state_past_them(
+        sandbox: Sandbox, tmp_path: Path) -> None:
+    cfg = {**config(tmp_path, state_interval_seconds=1e-9), "base_url": sandbox.base_url,
+           "api_key": TOKEN, "results_path": str(tmp_path / "r.jsonl")}
+    (tmp_path / "c.json").write_text(json.dumps(cfg))
+    proc = subprocess.Popen([EXECUTABLE, "--config", str(tmp_path / "c.json")],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    assert proc.stdin is not None
+    lines = [*versions("V0"), state({"n": 1}), *epics(("E1", "V1")), state({"n": 2})]
+    proc.stdin.write("".join(json.dumps(m) + "\n" for m in lines))
+    proc.stdin.flush()
+    end = time.monotonic() + 30
+    while not posts(sandbox, "/releases") and time.monotonic() < end:
+        time.sleep(0.02)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert [json.loads(line) for line in out.splitlines()] == [{"n": 1}]
+    assert posts(sandbox, "/epics") == []
