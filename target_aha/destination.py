@@ -57,8 +57,14 @@ class Pattern:
         """Record fields this value reads (they are consumed: not sent in the body)."""
         return frozenset(name for _, name in self.parts if name)
 
-    def render(self, record: Mapping[str, Any], param: str) -> str:
-        """The value for one record; a missing or unusable field rejects the record."""
+    def render(self, record: Mapping[str, Any], param: str, reader: str = "") -> str:
+        """The value for one record; a missing or unusable field rejects the record.
+
+        `reader` names what reads the field in messages (default: the parameter `param`).
+        """
+        fix = "change the reference's key" if reader else (
+            f"set '{param}' in the stream's entry of `streams`")
+        reader = reader or f"parameter '{param}'"
         out = []
         for literal, name in self.parts:
             out.append(literal)
@@ -67,13 +73,12 @@ class Pattern:
             value = record.get(name)
             if value is None or value == "":
                 raise RecordError(
-                    f"parameter '{param}' reads the record field '{name}', which is missing "
-                    f"or empty; give every record a '{name}' or set '{param}' in the "
-                    "stream's entry of `streams`"
+                    f"{reader} reads the record field '{name}', which is missing "
+                    f"or empty; give every record a '{name}' or {fix}"
                 )
             if isinstance(value, bool) or not isinstance(value, str | int):
                 raise RecordError(
-                    f"parameter '{param}' reads the record field '{name}', whose value "
+                    f"{reader} reads the record field '{name}', whose value "
                     f"{value!r} is not a string or an integer"
                 )
             out.append(str(value))

@@ -47,7 +47,9 @@ class Parent:
 def parents_of(dest: Destination, record: Mapping[str, Any]) -> list[Parent]:
     """The parents a record names; a key template's missing field rejects the record."""
     return [
-        Parent(name, in_path, ref.stream, ref.key.render(record, name))
+        Parent(name, in_path, ref.stream,
+               ref.key.render(record, name, f"the key of reference '{name}' to stream "
+                              f"'{ref.stream}'"))
         for refs, in_path in ((dest.refs, True), (dest.references, False))
         for name, ref in refs.items()
     ]

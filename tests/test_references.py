@@ -347,7 +347,10 @@ def test_a_missing_key_field_rejects_the_child(sandbox: Sandbox, tmp_path: Path,
     out = run_target(config(tmp_path, on_record_error="skip"), messages, sandbox=sandbox)
     assert out.returncode == 0, out.stderr
     [rejected] = [r for r in out.results if r["status"] == "rejected"]
-    assert "reads the record field 'fix_version'" in rejected["error"]
+    assert rejected["error"] == (
+        "the key of reference 'release_id' to stream 'jira_versions' reads the record field "
+        "'fix_version', which is missing or empty; give every record a 'fix_version' or "
+        "change the reference's key")
 
 
 def _start(cfg: dict, data: Path, tmp_path: Path, name: str) -> subprocess.Popen:
