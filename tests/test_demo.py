@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from target_aha.sandbox import Sandbox
 from tests.conftest import REPO, TOKEN, find_meltano
@@ -221,3 +222,64 @@ def test_demo_prints_what_the_readme_says(tmp_path) -> None:
     assert "Next steps:" in after
     assert "-m target_aha.sandbox --port-file output/sandbox-url &" in after
     assert "run load-aha load-tree" in after
+
+
+def hierarchy_section() -> str:
+    text = README.read_text()
+    return text.split("\n## Loading a hierarchy\n", 1)[1].split("\n## ", 1)[0]
+
+
+def blocks(section: str, language: str) -> list[str]:
+    return re.findall(rf"^```{language}\n(.*?)^```$", section, flags=re.M | re.S)
+
+
+def loader_streams() -> dict[str, Any]:
+    project = yaml.safe_load((REPO / "meltano.yml").read_text())
+    (loader,) = [p for p in project["plugins"]["loaders"] if p["name"] == "target-aha"]
+    streams: dict[str, Any] = loader["config"]["streams"]
+    return streams
+
+
+def test_readme_hierarchy_configuration_is_the_demo_s() -> None:
+    # The README's Jira-style example (spec §12's) is what meltano.yml configures for the demo.
+    (example,) = blocks(hierarchy_section(), "yaml")
+    streams = yaml.safe_load(example)["streams"]
+    assert set(streams) == {"jira_versions", "jira_epics", "jira_stories", "jira_subtasks"}
+    configured = loader_streams()
+    assert {name: configured[name] for name in streams} == streams
+
+
+@NEEDS_REFS
+def test_readme_hierarchy_walkthrough_runs(tmp_path) -> None:
+    # Every sh block of "Loading a hierarchy", verbatim and in order, in a directory with this
+    # repository's demo/ and target-aha on PATH (an activated virtualenv); what it prints is
+    # what the README's text blocks say (the tree compared by structure: two features
+    # deferred together may be numbered either way round).
+    section = hierarchy_section()
+    script = "set -eu\ntrap 'kill $(jobs -p) 2>/dev/null || true' EXIT\n" + "".join(
+        blocks(section, "sh"))
+    (tmp_path / "demo").symlink_to(REPO / "demo")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TARGET_AHA_")}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    done = subprocess.run(["bash", "-c", script], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=300, check=False)
+    logs = "".join(f"\n--- {p.name}\n{p.read_text()[-3000:]}"
+                   for p in sorted((tmp_path / "output").glob("*.log")))
+    assert done.returncode == 0, done.stdout + done.stderr + logs
+    loaded, tree, again = blocks(section, "text")
+    out = done.stdout
+    assert out.startswith(loaded), out + logs
+    shown, rest = out[len(loaded):].split("\nIn all: ", 1)
+    in_all, rest = rest.split("\n", 1)
+    assert parse_tree(shown + "\nIn all: ")[0] == parse_tree(tree)[0]
+    assert f"In all: {in_all}\n" in tree
+    assert rest == again
+
+    config = json.loads((tmp_path / "output" / "hierarchy.json").read_text())
+    (example,) = blocks(section, "yaml")
+    assert config["streams"] == yaml.safe_load(example)["streams"]
+    results = rows(tmp_path / "output" / "hierarchy-results.jsonl")
+    (lost, lost_again) = [r for r in results if r["key"] == "MOB-12"]
+    for line in (lost, lost_again):
+        assert line["status"] == "rejected"
+        assert all(word in line["error"] for word in ("MOB-12", "jira_stories", "MOB-9"))
