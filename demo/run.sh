@@ -93,7 +93,7 @@ cat <<NEXT
 
 The sandbox is stopped now (it keeps everything in memory only). Next steps:
   - every record's outcome, one JSON line each, with its run_id: $TARGET_AHA_RESULTS_PATH
-  - run the job yourself against a sandbox that stays up (stop it with: kill %1):
+  - run the jobs yourself against a sandbox that stays up (stop it with: kill %1):
       rm -f output/sandbox-url
       $PYTHON -m target_aha.sandbox --port-file output/sandbox-url &
       until [ -s output/sandbox-url ]; do sleep 0.1; done
