@@ -25,7 +25,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-# Printed as a tree (show_tree); the others as tables (show_objects).
+# Printed as a tree (Tree); the others as tables (show_objects).
 TREE_KINDS = ("release", "epic", "feature", "requirement", "comment", "goal", "key_result")
 KINDS = (*TREE_KINDS, "initiative", "idea", "custom_object_record", "team")
 TITLES = {
@@ -155,25 +155,25 @@ class Tree:
     def children(
         self, kind: str, obj: dict[str, Any]
     ) -> list[tuple[list[dict[str, Any]], str]]:
-        """(objects, their kind) contained in `obj`, in the order they are printed."""
+        """(objects, their kind) contained in `obj`, in the order they are printed: what
+        Aha! creates inside it, then the comments on it."""
+        if kind == "comment":
+            return []
+        inner: list[tuple[list[dict[str, Any]], str]] = []
         if kind == "release":
             epics = self.inside("epic", "release", obj)
             features = [f for f in self.inside("feature", "release", obj)
                         if not any(points_at(f.get("epic"), e) for e in epics)]
-            return [(epics, "epic"), (features, "feature")]
-        if kind == "epic":  # its features in its own release (a feature has one release)
+            inner = [(epics, "epic"), (features, "feature")]
+        elif kind == "epic":  # its features in its own release (a feature has one release)
             release_of = obj.get("release") or {}
-            return [([f for f in self.inside("feature", "epic", obj)
-                      if points_at(f.get("release"), release_of)], "feature")]
-        if kind == "feature":
-            return [(self.inside("requirement", "feature", obj), "requirement"),
-                    (self.inside("comment", "commentable", obj), "comment")]
-        if kind == "requirement":
-            return [(self.inside("comment", "commentable", obj), "comment")]
-        if kind == "goal":
-            return [(self.inside("key_result", "goal", obj), "key_result"),
-                    (self.inside("comment", "commentable", obj), "comment")]
-        return []
+            inner = [([f for f in self.inside("feature", "epic", obj)
+                       if points_at(f.get("release"), release_of)], "feature")]
+        elif kind == "feature":
+            inner = [(self.inside("requirement", "feature", obj), "requirement")]
+        elif kind == "goal":
+            inner = [(self.inside("key_result", "goal", obj), "key_result")]
+        return [*inner, (self.inside("comment", "commentable", obj), "comment")]
 
     def show(self) -> list[str]:
         out = ["The tree: releases > epics > features > requirements and comments"]

@@ -169,16 +169,23 @@ def test_show_prints_each_object_under_its_parent(sandbox: Sandbox) -> None:
             "success_metric_description": row["key_result"], "workflow_status": "In progress"})
     for row in rows(tree_file("key_results")):
         post(sandbox, f"/goals/{ref('goal', row.pop('okr_id'))}/key_results", "key_result", row)
-    # A feature of release PRJ1-R-2 whose epic is in another release is under its release.
+    # A feature of release PRJ1-R-2 whose epic is in another release is under its release;
+    # comments on an epic and on a goal are under them.
     post(sandbox, "/releases/PRJ1-R-2/features", "feature",
          {"name": "Elsewhere", "issue_key": "X-1", "epic": ref("epic", "MOB-1")})
+    post(sandbox, f"/epics/{ref('epic', 'MOB-2')}/comments", "comment",
+         {"body": "<p>On an epic</p>", "comment_id": "C-1"})
+    post(sandbox, f"/goals/{ref('goal', 'OKR-2024-Q2-2')}/comments", "comment",
+         {"body": "<p>On a goal</p>", "comment_id": "C-2"})
 
     shown = subprocess.run([sys.executable, str(REPO / "demo" / "show.py"), sandbox.base_url],
                            capture_output=True, text=True, timeout=60, check=True).stdout
     assert_tree(shown)
     parents, _, _ = parse_tree(shown)
     assert parents["feature", "X-1"] == ("release", "PRJ1-R-2")
-    assert "In all: 5 releases, 3 epics, 6 features, 5 requirements, 3 comments, 3 goals, " \
+    assert parents["comment", "C-1"] == ("epic", "MOB-2")
+    assert parents["comment", "C-2"] == ("goal", "OKR-2024-Q2-2")
+    assert "In all: 5 releases, 3 epics, 6 features, 5 requirements, 5 comments, 3 goals, " \
            "4 key results" in shown
     assert "Duplicates: none" in shown
 
