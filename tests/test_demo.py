@@ -226,6 +226,9 @@ def test_demo_prints_what_the_readme_says(tmp_path) -> None:
     for row in rows(DATA / "intake_requests.jsonl"):
         assert parents["feature", row["request_id"]] == ("release", "PRJ1-R-1")
     assert "Duplicates: none" in holds
+    # One write per record, all in the first run: the second sent nothing.
+    assert re.search(r"^Requests the sandbox received: \d+ \((GET \d+, )?POST 38; ", holds,
+                     flags=re.M), holds
     assert "Next steps:" in after
     assert "-m target_aha.sandbox --port-file output/sandbox-url &" in after
     assert "run load-aha load-tree" in after
