@@ -26,6 +26,7 @@ COMMON_KEYS = frozenset(
         "request_headers",
         "response_webhook_url",
         "write_mode",
+        "references",
     }
 )
 WRITE_MODES = ("upsert", "create")
@@ -80,6 +81,38 @@ class Pattern:
 
 
 @dataclass(frozen=True)
+class Ref:
+    """A value that names the Aha! object another stream's record became (spec §12).
+
+    `{"ref": "<stream>", "key": "<literal or {field} template>"}`: the key template is read
+    like a parameter (its fields are consumed, not sent); what the key became is looked up in
+    the key ledger when the record is sent (references.py).
+    """
+
+    stream: str
+    key: Pattern
+
+    @classmethod
+    def parse(cls, value: Mapping[str, Any], where: str) -> Ref:
+        """Parse a `{ref, key}` object; `where` names it in the error message."""
+        unknown = sorted(set(value) - {"ref", "key"})
+        stream = value.get("ref")
+        if unknown or not isinstance(stream, str) or not stream or "key" not in value:
+            raise ConfigError(
+                f"{where} must be a reference such as "
+                '{"ref": "jira_epics", "key": "{epic_key}"}: "ref" names a configured '
+                'stream, "key" the key of its record (a literal or {field} template)'
+                + (f"; unknown key(s) {', '.join(unknown)}" if unknown else "") + "."
+            )
+        return cls(stream, Pattern.parse(value["key"], f"{where}.key"))
+
+
+def is_ref(value: object) -> bool:
+    """Whether a configured value is a reference (an object: `{ref, key}`), not a literal."""
+    return isinstance(value, Mapping)
+
+
+@dataclass(frozen=True)
 class Destination:
     """A stream's resolved destination: the template, its parameters and the options.
 
@@ -98,6 +131,10 @@ class Destination:
     webhook_url: str | None = None
     write_mode: str = "upsert"
     custom: Custom | None = None
+    refs: Mapping[str, Ref] = field(default_factory=dict)
+    """Template parameters set by a reference (they are not in `params`)."""
+    references: Mapping[str, Ref] = field(default_factory=dict)
+    """Body fields set by a reference (the stream's `references`)."""
 
     @property
     def endpoint(self) -> str:
@@ -106,8 +143,16 @@ class Destination:
 
     @property
     def consumed(self) -> frozenset[str]:
-        """Record fields read by URL placeholders: never sent in the body."""
-        return frozenset().union(*(p.fields for p in self.params.values()))
+        """Record fields read by URL placeholders and reference keys: never sent in the body."""
+        return frozenset().union(
+            *(p.fields for p in self.params.values()),
+            *(r.key.fields for r in (*self.refs.values(), *self.references.values())),
+        )
+
+    @property
+    def parents(self) -> frozenset[str]:
+        """The streams this stream's references name."""
+        return frozenset(r.stream for r in (*self.refs.values(), *self.references.values()))
 
     @classmethod
     def from_entry(
@@ -150,12 +195,21 @@ class Destination:
                                     f"{where}.response_webhook_url")
         # A custom URL's placeholders always read the record (its entry has no parameters).
         settings = {} if custom else entry
+        refs = {p: Ref.parse(settings[p], f"{where}.{p}")
+                for p in template.params if is_ref(settings.get(p))}
+        references = parse_references(entry.get("references"), f"{where}.references")
+        if references and custom is not None and custom.batch is not None:
+            raise ConfigError(
+                f"{where}.references: a batched custom endpoint sends many records in one "
+                "call, so its records cannot wait for their parents one by one; remove "
+                "`batch` or `references`."
+            )
         return cls(
             stream=stream,
             template=template,
             params={
                 p: Pattern.parse(settings.get(p, "{" + p + "}"), f"{where}.{p}")
-                for p in template.params
+                for p in template.params if p not in refs
             },
             exclude=frozenset(
                 parse_list(entry.get("exclude_attributes"), f"{where}.exclude_attributes")
@@ -165,7 +219,26 @@ class Destination:
             webhook_url=webhook,
             write_mode=write_mode,
             custom=custom,
+            refs=refs,
+            references=references,
         )
+
+
+def parse_references(value: object, where: str) -> dict[str, Ref]:
+    """`references`: body field name → `{ref, key}` (the field is set to what the key became)."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ConfigError(
+            f'{where} must be an object such as {{"epic": {{"ref": "jira_epics", '
+            '"key": "{epic_key}"}}: a body field name, then the reference that sets it.'
+        )
+    refs = {}
+    for name, ref in value.items():
+        if not isinstance(ref, Mapping):
+            raise ConfigError(f"{where}.{name} must be an object {{ref, key}}, got {ref!r}.")
+        refs[str(name)] = Ref.parse(ref, f"{where}.{name}")
+    return refs
 
 
 def _check_keys(entry: Mapping[str, Any], allowed: set[str] | frozenset[str], where: str,

@@ -17,6 +17,17 @@ from target_aha.destination import WRITE_MODES
 from target_aha.endpoints import CUSTOM, ENDPOINT_NAMES, TEMPLATES
 from target_aha.wire import CONTENT_TYPES
 
+REFERENCE = th.ObjectType(
+    th.Property("ref", th.StringType, required=True,
+                description="The configured stream whose record the value names."),
+    th.Property("key", th.OneOf(th.StringType, th.IntegerType), required=True,
+                description="That record's key: a literal, or text with {field} "
+                "placeholders read from each record (those fields are not sent)."),
+    additional_properties=False,
+)
+"""`{"ref": "<stream>", "key": "..."}`: the Aha! object another stream's record became (its
+reference number, else its id), spec §12."""
+
 PARAMETERS = tuple(dict.fromkeys(p for template in TEMPLATES.values() for p in template.params))
 """The template parameters a `streams` entry may set (each template takes some of them)."""
 
@@ -48,17 +59,22 @@ ENTRY_KEYS: dict[str, th.Property] = {
             "top-level setting).",
         ),
         th.Property(
+            "references", th.ObjectType(additional_properties=REFERENCE),
+            description="Body fields set by a reference to another stream's record: field "
+            "name → {ref, key} (such as epic: {ref: jira_epics, key: \"{epic_key}\"}).",
+        ),
+        th.Property(
             "write_mode", th.StringType(allowed_values=list(WRITE_MODES)),
             description="upsert (the default for templates: keyed records through the "
             "ledger) or create (every record; the only mode of custom endpoints).",
         ),
         *(
             th.Property(
-                param, th.OneOf(th.StringType, th.IntegerType),
+                param, th.OneOf(th.StringType, th.IntegerType, REFERENCE),
                 description="Parameter of "
                 + ", ".join(t.name for t in TEMPLATES.values() if param in t.params)
-                + ": a literal, or text with {field} placeholders read from each record "
-                f"(default: the record's {param} field).",
+                + ": a literal, text with {field} placeholders read from each record, or "
+                f"a reference {{ref, key}} (default: the record's {param} field).",
             )
             for param in PARAMETERS
         ),

@@ -28,7 +28,15 @@ from typing import Any
 
 from target_aha import aha
 from target_aha.errors import TargetAhaError
-from target_aha.ledger_sql import DELETE, FIND_OBJECT, MARK_PENDING, MIGRATE, SELECT, UPSERT
+from target_aha.ledger_sql import (
+    DELETE,
+    FIND_KEY,
+    FIND_OBJECT,
+    MARK_PENDING,
+    MIGRATE,
+    SELECT,
+    UPSERT,
+)
 
 
 class LedgerError(TargetAhaError):
@@ -177,6 +185,14 @@ class Ledger:
                 self.forget(Scope(stream, target, key))
                 dropped += 1
         return dropped
+
+    def find_key(self, stream: str, account: str, key: str) -> list[tuple[str, str, str | None]]:
+        """(target, id, reference number) of every settled row of `key` in `stream` and
+        `account`: what a reference to that key resolves to (several rows: ambiguous)."""
+        prefix = account.rstrip("/") + "/"
+        rows = self._run(FIND_KEY, {"stream": stream, "key": key, "account": prefix,
+                                    "n": len(prefix)}, fetch=True)
+        return [(target, aha_id, ref) for target, aha_id, ref in rows if aha_id or ref]
 
     @contextlib.contextmanager
     def hold(self, scope: Scope) -> Iterator[None]:

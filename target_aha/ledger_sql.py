@@ -30,6 +30,7 @@ ADD_PENDING_BEFORE_IF_MISSING = ADD_PENDING_BEFORE.replace("ADD COLUMN", "ADD CO
 INDEXES = (
     f"CREATE INDEX IF NOT EXISTS {TABLE}_aha_id ON {TABLE} (aha_id)",
     f"CREATE INDEX IF NOT EXISTS {TABLE}_reference_num ON {TABLE} (reference_num)",
+    f"CREATE INDEX IF NOT EXISTS {TABLE}_stream_key ON {TABLE} (stream, key)",
 )
 SELECT = (
     f"SELECT aha_id, reference_num, url, body_hash, pending_since, pending_before FROM {TABLE} "
@@ -61,3 +62,10 @@ FIND_OBJECT = (
     f"SELECT stream, target, key FROM {TABLE} "
     "WHERE (aha_id = :ident OR reference_num = :ident) AND substr(target, 1, :n) = :account"
 )
+FIND_KEY = (
+    f"SELECT target, aha_id, reference_num FROM {TABLE} "
+    "WHERE stream = :stream AND key = :key AND substr(target, 1, :n) = :account "
+    "AND pending_since IS NULL"
+)
+"""What a key of a stream became in one account, whatever its container (a reference's
+parent: its create path may depend on its own record); pending creates name nothing yet."""

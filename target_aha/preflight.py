@@ -2,10 +2,10 @@
 
 It reads and never writes: `GET /me` for the API key, then for each configured stream the
 containers its entry names literally (`GET /releases/{id}`, `GET /products/{id}`, a custom
-table by listing one of its records, ...). Parameters that read the record cannot be checked
-without records, and custom endpoints are not called at all (any call could be a write), so
-those are reported as not checkable. One line per check; the caller exits 0 only if none
-failed.
+table by listing one of its records, ...). Parameters that read the record, or that a
+reference to another stream sets, cannot be checked without records, and custom endpoints
+are not called at all (any call could be a write), so those are reported as not
+checkable. One line per check; the caller exits 0 only if none failed.
 """
 
 from __future__ import annotations
@@ -106,7 +106,10 @@ class _Checker:
                 continue
             where = f"{subject} {read.param}"
             missing = [p for p in placeholders.names(read.path) if p not in literals]
-            if missing:
+            if missing and any(p in dest.refs for p in missing):
+                checks.append(Check(None, where, "not checkable (set by a reference, or read "
+                                    "with one; checked when records arrive)"))
+            elif missing:
                 fields = sorted(set().union(*(dest.params[p].fields for p in missing)))
                 checks.append(Check(
                     None, where,
@@ -127,6 +130,11 @@ class _Checker:
                 f"not checkable (read from each record: field {', '.join(sorted(pattern.fields))})"
                 if pattern.fields else "not checked (Aha! documents no read for it)"
             )))
+        checks += [
+            Check(None, f"{subject} {param}", f"not checkable (set by a reference to stream "
+                  f"'{ref.stream}'; checked when records arrive)")
+            for param, ref in dest.refs.items()
+        ]
         if not checks:
             checks.append(Check(
                 None, subject,

@@ -12,11 +12,13 @@ import time
 import typing as t
 from dataclasses import dataclass, field
 
+from target_aha.deferral import Spool
 from target_aha.dispatch import Dispatcher, Unsettled
 from target_aha.ledger import Ledger
 from target_aha.ledger_open import open_ledger
 from target_aha.progress import Progress
 from target_aha.ratelimit import RateGate
+from target_aha.references import Resolver
 from target_aha.results import Results, new_run_id
 from target_aha.sender import Sender, sender_policy
 from target_aha.summary import Costs
@@ -31,6 +33,16 @@ SETTLE_SECONDS = 3.0
 end and write their results lines; what is still running then is cut short, unsettled."""
 
 logger = logging.getLogger("target-aha")
+
+
+class Deferring(t.Protocol):
+    """A sink whose records may wait for their parents (sinks.AhaSink)."""
+
+    def replay(self, record: dict[str, t.Any]) -> bool:
+        """Try a deferred record again; whether it was handed on (not deferred again)."""
+
+    def give_up(self, record: dict[str, t.Any]) -> None:
+        """Reject a deferred record whose parents never came."""
 
 
 @dataclass
@@ -49,6 +61,14 @@ class Run:
     """The response webhook of streams that name none of their own."""
     progress_interval: float
     gate: RateGate | None = None
+    resolver: Resolver = field(default_factory=lambda: Resolver(None, ""))
+    """Finds the Aha! objects that references name (references.py)."""
+    referenced: frozenset[str] = frozenset()
+    """Streams other streams refer to: their records need a one-field key."""
+    spool: Spool | None = None
+    """Records waiting for an unknown parent (opened by the first one)."""
+    deferring: dict[str, Deferring] = field(default_factory=dict)
+    """The sink of each stream that has deferred records (to hand them back at the end)."""
     read: int = 0
     warned_id_key: set[str] = field(default_factory=set)
     """Streams already warned that their key field `id` goes into Aha! bodies."""
@@ -75,6 +95,36 @@ class Run:
         self.dispatcher.join(self.deadline)
         if not self.webhook.join(self.deadline):
             raise Unsettled("answers were still waiting to be posted to the response webhook")
+
+    def defer(self, stream: str, sink: Deferring, record: dict[str, t.Any]) -> None:
+        """Hold a record until the end of the input (on disk); STATE waits for it."""
+        self.deferring[stream] = sink
+        if self.spool is None:
+            self.spool = Spool()
+        self.spool.add(stream, record)
+
+    @property
+    def deferred(self) -> int:
+        """Records waiting for a parent: while there are any, no STATE is emitted."""
+        return 0 if self.spool is None else self.spool.waiting
+
+    def settle_deferred(self) -> None:
+        """At the end of the input: hand deferred records back, round after round, while a
+        round hands any on (a deferred child waits for its deferred parent to settle); then
+        reject what is still waiting, as `on_record_error` says."""
+        if self.spool is None:
+            return
+        self.settle()
+        while self.spool.waiting:
+            progressed = False
+            for stream, record in self.spool.take_round():
+                progressed = self.deferring[stream].replay(record) or progressed
+            self.settle()
+            if not progressed:
+                break
+        for stream, record in self.spool.take_round():
+            self.deferring[stream].give_up(record)
+        self.settle()
 
     def figures(self) -> dict[str, int]:
         """The counters a progress line shows."""
@@ -135,14 +185,18 @@ class Run:
         self.dispatcher.close()
         self.webhook.close(self.deadline)
         self.results.close()
+        if self.spool is not None:
+            self.spool.close()
         if self.ledger is not None:
             self.ledger.close()
 
 
-def open_run(config: t.Mapping[str, t.Any], client: AhaClient, webhook_agent: str) -> Run:
+def open_run(config: t.Mapping[str, t.Any], client: AhaClient, webhook_agent: str,
+             referenced: frozenset[str] = frozenset()) -> Run:
     """Open the results file and the ledger, and build the sender and dispatcher.
 
-    `webhook_agent` is the User-Agent of the response webhook's posts (never the API's).
+    `webhook_agent` is the User-Agent of the response webhook's posts (never the API's);
+    `referenced` are the streams other streams' references name.
     """
     dry_run = bool(config.get("dry_run"))
     results = Results(config.get("results_path"), new_run_id(dry_run))
@@ -169,4 +223,5 @@ def open_run(config: t.Mapping[str, t.Any], client: AhaClient, webhook_agent: st
         config["on_record_error"], dry_run, Webhook(webhook_agent),
         config.get("response_webhook_url") or None,
         float(config["progress_interval_seconds"]), gate,
+        Resolver(ledger, client.base_url), referenced,
     )

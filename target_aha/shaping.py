@@ -137,11 +137,21 @@ def record_body(dest: Destination, record: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def build_request(
-    dest: Destination, record: Mapping[str, Any], values: Mapping[str, str], mailers_off: bool
+    dest: Destination, record: Mapping[str, Any], values: Mapping[str, str], mailers_off: bool,
+    links: Mapping[str, str] | None = None,
 ) -> Request:
-    """The request a stream sends for one record; raises RecordError if it cannot be built."""
+    """The request a stream sends for one record; raises RecordError if it cannot be built.
+
+    `links` are the body fields the stream's `references` set (over the record's own).
+    """
     body = record_body(dest, record)
     template = dest.template
+    if links:
+        wrapper = template.wrapper if dest.custom is None else dest.custom.wrap_key
+        if wrapper is not None and list(body) == [wrapper] and isinstance(body[wrapper], dict):
+            body = {wrapper: {**body[wrapper], **links}}  # already wrapped: fill it in
+        else:
+            body = {**body, **links}
     path = fill_path(template.path, values)
     if dest.custom is not None:
         if dest.custom.method == "DELETE" and not body:

@@ -11,16 +11,23 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Hashable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from singer_sdk.sinks import BatchSink
 
 from target_aha.aha import created_object, object_in, text
 from target_aha.destination import Destination
-from target_aha.errors import FatalAhaError, RecordError, RecordRejected
+from target_aha.errors import ConfigError, FatalAhaError, RecordError, RecordRejected
 from target_aha.ledger import LedgerError, Scope, ledger_key, legacy_key
+from target_aha.references import Parent, parents_of, unresolved
 from target_aha.results import Outcome
-from target_aha.shaping import build_request, param_values
+from target_aha.shaping import (
+    build_request,
+    fill_path,
+    is_bookkeeping,
+    param_values,
+    to_json_value,
+)
 from target_aha.upsert import Delivered, Keyed, Unrecorded, Upsert, ledger_stop
 from target_aha.validation import QUIET_MISMATCH, RecordValidator
 from target_aha.webhook import envelope
@@ -31,6 +38,18 @@ if TYPE_CHECKING:
 
     from target_aha.run import Run
     from target_aha.wire import Answer, Request
+
+
+class Shaped(NamedTuple):
+    """A record shaped into its request: the parameters (references resolved), the values
+    references gave the path (`pinned`, hashed with the body), the path of its ledger row,
+    and the parents not known yet."""
+
+    request: Request
+    values: Mapping[str, str]
+    pinned: Mapping[str, str]
+    path: str
+    missing: list[Parent]
 
 
 class AhaSink(BatchSink):
@@ -62,6 +81,15 @@ class AhaSink(BatchSink):
         self.webhook_url: str | None = self.destination.webhook_url or run.webhook_url
         self._position = 0
         self._warn_id_key_in_body()
+        if stream_name in run.referenced and len(self.key_fields) != 1:
+            raise ConfigError(
+                f"Stream '{stream_name}' is named by other streams' references, so each of "
+                "its records needs a key of one field, and its "
+                + ("SCHEMA names no key properties" if not self.key_fields
+                   else f"key is {len(self.key_fields)} fields ({', '.join(self.key_fields)})")
+                + f"; set streams.{stream_name}.key_property to the field that identifies "
+                "a record (the one references' `key` names)."
+            )
         ledger = self.run.ledger
         upserts = self.destination.write_mode == "upsert" and self.template.update_path
         self.upsert = (
@@ -118,34 +146,114 @@ class AhaSink(BatchSink):
         """Shape the record and hand it to the dispatcher (sending starts at once)."""
         self._position += 1
         self.run.read += 1
-        parts = self.key_parts(record)
-        key = None if parts is None else "|".join(parts)
-        where = f"stream '{self.stream_name}', record " + (
+        self._route(record)
+
+    def _where(self, key: str | None) -> str:
+        return f"stream '{self.stream_name}', record " + (
             f"key {key!r}" if key is not None else f"#{self._position}"
         )
-        try:
-            values = param_values(self.destination, record)
-            request = build_request(self.destination, record, values, self.run.disable_mailers)
-        except RecordError as exc:
-            self._reject(key, where, str(exc), None)
-            return
+
+    def _route(self, record: dict) -> bool:
+        """Send the record now, after a parent in flight, or defer it to the end of input.
+
+        Whether it was handed on (False: it was deferred, or settled as rejected).
+        """
+        parts = self.key_parts(record)
+        key = None if parts is None else "|".join(parts)
+        where = self._where(key)
         order: list[Hashable] = []
         if parts is not None:
             order.append(("key", self.stream_name, ledger_key(parts)))
+        try:
+            waits = [p.order for p in parents_of(self.destination, record)
+                     if self.run.dispatcher.busy([p.order])]
+            if waits:
+                # A parent is in flight (created, or perhaps created again with a new id):
+                # resolve after it, without blocking other records.
+                self.run.dispatcher.submit(
+                    functools.partial(self._deliver_linked, record, parts, where),
+                    [*order, *waits],
+                )
+                return True
+            shaped = self._shape(record)
+        except RecordError as exc:
+            self._reject(key, where, str(exc), None)
+            return False
+        if shaped.missing:
+            self._defer(record)
+            return False
+        request = shaped.request
         if request.method != "POST":
             order.append(("object", request.origin, request.path))
         if self.upsert is not None and parts is not None and not self.run.dispatcher.busy(order):
-            job = Keyed(request, values, self._scope(request, parts), where)
+            job = self._keyed(shaped, parts, where)
             try:
                 entry = self.upsert.unchanged(job)
             except LedgerError as exc:
                 raise ledger_stop(where, exc) from exc
             if entry is not None:  # settled here: nothing to send, nothing to wait for
                 self.run.results.write(self._outcome(key, Delivered("unchanged", entry=entry)))
-                return
+                return True
         self.run.dispatcher.submit(
-            functools.partial(self._deliver, request, values, parts, where), order
+            functools.partial(self._deliver, shaped, parts, where), order
         )
+        return True
+
+    def _shape(self, record: Mapping[str, Any]) -> Shaped:
+        """The record's request, its parents resolved where the ledger knows them.
+
+        Parents the ledger does not know are `missing` (a dry run shows them as
+        `<ref stream:key>` instead); the request is still built with placeholders, so a
+        record that cannot be shaped is rejected now, not at the end of the input.
+        """
+        dest = self.destination
+        values = param_values(dest, record)
+        if not dest.refs and not dest.references:
+            request = build_request(dest, record, values, self.run.disable_mailers)
+            return Shaped(request, values, {}, request.path, [])
+        parents = parents_of(dest, record)
+        known, missing = self.run.resolver.resolve(parents)
+        shown = {p.field: p.placeholder for p in missing}
+        if self.run.dry_run:
+            known, missing = {**known, **shown}, []
+        linked = {**known, **shown}
+        pinned = {p.field: linked[p.field] for p in parents if p.in_path}
+        body = {p.field: linked[p.field] for p in parents if not p.in_path}
+        request = build_request(dest, record, {**values, **pinned}, self.run.disable_mailers,
+                                body)
+        # The ledger row of a child does not move when its parent is created again: its
+        # path names the parent by key; the digest (Keyed.pinned) sees the new id.
+        stable = fill_path(dest.template.path, {
+            **values, **{p.field: p.placeholder for p in parents if p.in_path},
+        })
+        return Shaped(request, {**values, **pinned}, pinned, stable, missing)
+
+    def _defer(self, record: dict) -> None:
+        """Hold the record on disk until the end of the input: only what it sends or reads."""
+        dest = self.destination
+        dropped = dest.exclude - dest.consumed
+        kept = {k: to_json_value(v) for k, v in record.items()
+                if k not in dropped and (k in dest.consumed or not is_bookkeeping(k))}
+        self.run.defer(self.stream_name, self, kept)
+
+    def replay(self, record: dict[str, Any]) -> bool:
+        """A deferred record, at the end of the input: handed on, or deferred again."""
+        return self._route(record)
+
+    def give_up(self, record: dict[str, Any]) -> None:
+        """A deferred record whose parents never came: rejected under `on_record_error`."""
+        parts = self.key_parts(record)
+        key = None if parts is None else "|".join(parts)
+        where = self._where(key)
+        try:
+            missing = self._shape(record).missing
+        except RecordError as exc:
+            self._reject(key, where, str(exc), None)
+            return
+        if not missing:  # its parent settled after all (a last round found it)
+            self._route(record)
+            return
+        self._reject(key, where, unresolved(where, missing), None)
 
     def reject_unreadable(self, error: str) -> None:
         """Settle a RECORD whose `record` is not an object: it cannot be shaped into a
@@ -158,17 +266,33 @@ class AhaSink(BatchSink):
         """Wait until every record handed over so far is settled (or raise the fatal error)."""
         self.run.settle()
 
-    def _deliver(
-        self, request: Request, values: Mapping[str, str], parts: tuple[str, ...] | None,
-        where: str,
+    def _deliver_linked(
+        self, record: dict, parts: tuple[str, ...] | None, where: str
     ) -> None:
-        """Runs on a sender thread, after every earlier record with the same key settled."""
+        """Runs on a sender thread after the record's parents in flight: resolve and send
+        (or defer, if a parent did not come to be: its create was rejected)."""
         key = None if parts is None else "|".join(parts)
         try:
+            shaped = self._shape(record)
+        except RecordError as exc:
+            self._reject(key, where, str(exc), None)
+            return
+        if shaped.missing:
+            self._defer(record)
+            return
+        self._deliver(shaped, parts, where)
+
+    def _keyed(self, shaped: Shaped, parts: tuple[str, ...], where: str) -> Keyed:
+        return Keyed(shaped.request, shaped.values, self._scope(shaped.path, parts), where,
+                     shaped.pinned)
+
+    def _deliver(self, shaped: Shaped, parts: tuple[str, ...] | None, where: str) -> None:
+        """Runs on a sender thread, after every earlier record with the same key settled."""
+        key = None if parts is None else "|".join(parts)
+        request = shaped.request
+        try:
             if self.upsert is not None and parts is not None:
-                done = self.upsert.deliver(
-                    Keyed(request, values, self._scope(request, parts), where)
-                )
+                done = self.upsert.deliver(self._keyed(shaped, parts, where))
             else:
                 answer = self.run.sender.send(request, where)
                 if not answer.simulated and self.template.operation == "create":
@@ -210,10 +334,10 @@ class AhaSink(BatchSink):
                 )
             ) from exc
 
-    def _scope(self, request: Request, parts: tuple[str, ...]) -> Scope:
+    def _scope(self, path: str, parts: tuple[str, ...]) -> Scope:
         """The ledger row of a keyed record: the account and the create's path make the target,
         so one ledger can serve several Aha! accounts (staging, production) without mixing."""
-        return Scope(self.stream_name, self.run.sender.client.base_url + request.path,
+        return Scope(self.stream_name, self.run.sender.client.base_url + path,
                      ledger_key(parts), legacy_key(parts))
 
     def _notify(

@@ -21,6 +21,7 @@ from target_aha.maps import guard, guard_mapper
 from target_aha.meltano_test import MeltanoTestSink, is_meltano_test
 from target_aha.messages import json_kind
 from target_aha.ratelimit import RateGate
+from target_aha.references import check_references, referenced
 from target_aha.sdk_compat import schema_errors
 from target_aha.settings import SETTINGS
 from target_aha.sinks import AhaSink
@@ -117,6 +118,7 @@ class TargetAha(CommandLine):
         streams = self.config.get("streams") or {}
         for stream, entry in streams.items():
             self._destinations[stream] = Destination.from_entry(stream, entry, self.base_url)
+        check_references(self._destinations, bool(self.config.get("ledger_path")))
 
     def client(self, *, dry_run: bool = False) -> AhaClient:
         """The HTTP client of the account the settings name (printing only, for a dry run)."""
@@ -178,7 +180,7 @@ class TargetAha(CommandLine):
             from target_aha.run import open_run  # noqa: PLC0415
 
             self._run = open_run(self.config, self.client(dry_run=self.dry_run),
-                                 f"target-aha/{VERSION}")
+                                 f"target-aha/{VERSION}", referenced(self._destinations))
             # A run that stops early (an error before the end of its input) never reaches
             # process_endofpipe: its files are still released before the interpreter exits,
             # so no `ResourceWarning: unclosed file` is printed (Meltano shows them).
@@ -260,7 +262,10 @@ class TargetAha(CommandLine):
                 t.cast(AhaSink, sink).reject_unreadable(error)
 
     def emits_state(self, state: dict) -> bool:
-        """STATE as `state.StatePolicy` says: once per new value, never in a dry run."""
+        """STATE as `state.StatePolicy` says: once per new value, never in a dry run, and
+        never while a record waits for its parent (it is emitted once they settled)."""
+        if self._run is not None and self._run.deferred:
+            return False
         return self.state_policy.emits(state)
 
     def process_endofpipe(self) -> None:
@@ -271,6 +276,7 @@ class TargetAha(CommandLine):
         so the results file must stay open until then: it closes the run, not this method.
         """
         run = self.open_run()
+        run.settle_deferred()
         super().process_endofpipe()
         self.end_run()
         log_summary(self.logger, run.results, run.costs(), self.dry_run)

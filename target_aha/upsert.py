@@ -24,7 +24,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from target_aha import aha
@@ -71,10 +71,15 @@ class Keyed:
     values: Mapping[str, str]
     scope: Scope
     where: str
+    pinned: Mapping[str, str] = field(default_factory=dict)
+    """Parameters set by references (their parents' ids): not in the body, but a parent
+    created again with a new id must change the digest (spec §12)."""
 
     @property
     def digest(self) -> str:
-        """The hash the ledger keeps of what this record's body is."""
+        """The hash the ledger keeps of what this record's body is (and where it points)."""
+        if self.pinned:
+            return body_hash({"body": self.request.body, "references": dict(self.pinned)})
         return body_hash(self.request.body)
 
 

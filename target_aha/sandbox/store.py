@@ -81,6 +81,15 @@ DEFAULT_STATUS = "New"
 """The workflow status Aha! gives an object created without one."""
 LIST_ITEM_FIELDS = ("id", "reference_num", "name", "created_at", "url", "resource")
 """What a list endpoint answers per object: a short item, not the whole object."""
+LINKS: dict[str, dict[str, str]] = {
+    "feature": {"epic": "epic", "initiative": "initiative", "release": "release"},
+    "epic": {"initiative": "initiative", "release": "release"},
+    "idea": {"feature": "feature", "epic": "epic", "initiative": "initiative"},
+    "initiative": {"goal": "goal"},
+}
+"""Body fields that name another object, by the kind they name (Aha! takes its id or its
+reference number, and answers the object named): spec §12's references land here."""
+
 DESCRIBED = frozenset({"release", "epic", "feature", "goal", "initiative", "idea", "requirement"})
 """Kinds whose `description` Aha! stores as a note and answers as `{"id", "body"}`."""
 
@@ -363,6 +372,15 @@ class Store:
         `{"name": "Done"}`), and answers `{"id", "body"}` and `{"id", "name", "complete"}`.
         """
         out = dict(fields)
+        for link, linked in LINKS.get(kind.name, {}).items():
+            if isinstance(fields.get(link), str | int) and not isinstance(fields[link], bool):
+                other = self.find(linked, str(fields[link]))
+                if other is None:
+                    raise ApiError(
+                        422, f"Validation failed: {link.title()} {fields[link]} not found"
+                    )
+                out[link] = {"id": other.id, "reference_num": other.ref,
+                             "name": other.data.get("name")}
         if kind.name in DESCRIBED and "description" in fields:
             text = fields["description"]
             if isinstance(text, dict):

@@ -1,0 +1,94 @@
+"""Records waiting for a parent that is not known yet, held on disk until the end of input.
+
+A child whose parent is neither in the key ledger nor in flight is written here and read
+back at the end of the input, in rounds: each round reads every record of the round before
+(in input order) and either hands it on or writes it into the next round. The store is a
+private temporary SQLite database (`sqlite3.connect("")`): it lives in the system's temp
+directory, SQLite's page cache bounds the memory it uses however many records wait, and it
+is deleted when it is closed or the process dies (nothing to clean up after a SIGKILL: the
+tap sends the records again, since no STATE moved past them).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+PAGE = 500
+"""Records read back at once."""
+
+
+class Spool:
+    """Deferred records by round; safe to use from the reading thread and sender threads."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect("", check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA cache_size=-2000")  # KiB: memory stays flat
+        self._db.execute("PRAGMA journal_mode=OFF")
+        self._db.execute("PRAGMA synchronous=OFF")
+        self._db.execute(
+            "CREATE TABLE deferred (seq INTEGER PRIMARY KEY, round INTEGER NOT NULL, "
+            "stream TEXT NOT NULL, record TEXT NOT NULL)"
+        )
+        self._db.execute("CREATE INDEX deferred_round ON deferred (round, seq)")
+        self._round = 0
+        self._waiting = 0
+        self._in_tx = False
+
+    @property
+    def waiting(self) -> int:
+        """Records deferred and not read back yet."""
+        with self._lock:
+            return self._waiting
+
+    def add(self, stream: str, record: dict[str, Any]) -> None:
+        """Hold a record (JSON values only) until the next round."""
+        text = json.dumps(record, separators=(",", ":"))
+        with self._lock:
+            if not self._in_tx:  # one transaction per burst of writes: no sync per record
+                self._db.execute("BEGIN")
+                self._in_tx = True
+            self._db.execute(
+                "INSERT INTO deferred (round, stream, record) VALUES (?, ?, ?)",
+                (self._round, stream, text),
+            )
+            self._waiting += 1
+
+    def take_round(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Yield (stream, record) of every record deferred so far, in input order, once each;
+        what is deferred meanwhile goes into the next round."""
+        with self._lock:
+            self._commit()
+            current = self._round
+            self._round += 1
+        after = 0
+        while True:
+            with self._lock:
+                self._commit()
+                rows = self._db.execute(
+                    "SELECT seq, stream, record FROM deferred WHERE round = ? AND seq > ? "
+                    "ORDER BY seq LIMIT ?", (current, after, PAGE),
+                ).fetchall()
+                if rows:
+                    after = rows[-1][0]
+                    self._db.execute("DELETE FROM deferred WHERE round = ? AND seq <= ?",
+                                     (current, after))
+                    self._waiting -= len(rows)
+            if not rows:
+                return
+            for _, stream, text in rows:
+                yield stream, json.loads(text)
+
+    def close(self) -> None:
+        """Drop the store (its file goes with it)."""
+        with self._lock:
+            self._db.close()
+
+    def _commit(self) -> None:
+        if self._in_tx:
+            self._db.execute("COMMIT")
+            self._in_tx = False

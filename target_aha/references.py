@@ -1,0 +1,175 @@
+"""References between streams (spec §12): which Aha! object a parent's key became.
+
+A child stream's parameter or body field may be `{"ref": "<stream>", "key": "..."}`. The key
+ledger is the memory: a parent created in this run or any earlier one is found there by
+(stream, account, key), whatever container it was created in. What the ledger does not know
+yet is either in flight (the child's task waits for it through the dispatcher's ordering keys)
+or deferred to the end of the input (deferral.py).
+
+The configuration is checked here once, at start-up: a reference to a stream that is not
+configured, whose endpoint creates nothing the ledger keeps, and reference cycles. A parent
+without a key is refused at its SCHEMA (only the SCHEMA can show its key properties).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from target_aha.destination import Destination, Ref
+from target_aha.endpoints import CUSTOM
+from target_aha.errors import ConfigError, RecordError
+from target_aha.ledger import Ledger
+
+
+@dataclass(frozen=True)
+class Parent:
+    """One reference of one record: the child's field, the parent stream and key."""
+
+    field: str
+    in_path: bool
+    """A template parameter (True) or a body field (False)."""
+    stream: str
+    key: str
+
+    @property
+    def order(self) -> Hashable:
+        """The dispatcher's ordering key of the parent's record (see sinks.AhaSink)."""
+        return ("key", self.stream, self.key)
+
+    @property
+    def placeholder(self) -> str:
+        """How a dry run shows a parent the ledger does not know yet."""
+        return f"<ref {self.stream}:{self.key}>"
+
+
+def parents_of(dest: Destination, record: Mapping[str, Any]) -> list[Parent]:
+    """The parents a record names; a key template's missing field rejects the record."""
+    return [
+        Parent(name, in_path, ref.stream, ref.key.render(record, name))
+        for refs, in_path in ((dest.refs, True), (dest.references, False))
+        for name, ref in refs.items()
+    ]
+
+
+class Resolver:
+    """Looks parents up in the key ledger of one account."""
+
+    def __init__(self, ledger: Ledger | None, account: str) -> None:
+        self._ledger = ledger
+        self._account = account
+
+    def value(self, parent: Parent) -> str | None:
+        """The parent's reference number (else its id), or None if the ledger has no object
+        for it. Several objects (the key was created in several containers) are ambiguous:
+        the record is rejected, naming them."""
+        if self._ledger is None:
+            return None
+        rows = self._ledger.find_key(parent.stream, self._account, parent.key)
+        values = {ref or aha_id for _, aha_id, ref in rows}
+        if len(values) > 1:
+            named = "; ".join(f"{ref or aha_id} (created by {target})"
+                              for target, aha_id, ref in rows)
+            raise RecordError(
+                f"its reference '{parent.field}' names {parent.stream} key {parent.key!r}, "
+                f"which the key ledger knows as {len(values)} objects: {named}; target-aha "
+                "will not guess which one is meant. Delete the stale ones in Aha! and run "
+                "target-aha --verify-ledger, or give the records distinct keys"
+            )
+        return values.pop() if values else None
+
+    def resolve(self, parents: list[Parent]) -> tuple[dict[str, str], list[Parent]]:
+        """The values of the parents the ledger knows (by field), and the others."""
+        values, missing = {}, []
+        for parent in parents:
+            found = self.value(parent)
+            if found is None:
+                missing.append(parent)
+            else:
+                values[parent.field] = found
+        return values, missing
+
+
+def unresolved(where: str, missing: list[Parent]) -> str:
+    """The rejection of a record whose parents never came: child, parent stream and key."""
+    named = "; ".join(
+        f"its reference '{p.field}' names {p.stream} key {p.key!r}" for p in missing
+    )
+    return (
+        f"{where}: {named}, but no record of that stream created it (not in this input, "
+        "nor in the key ledger from an earlier run, or its create was rejected); load the "
+        "parent first or fix the key"
+    )
+
+
+def check_references(destinations: Mapping[str, Destination], ledger_on: bool) -> None:
+    """Refuse at start-up what the configuration already proves cannot resolve."""
+    for stream, dest in destinations.items():
+        for name, ref in _refs(dest):
+            where = f"streams.{stream}.{name}"
+            if not ledger_on:
+                raise ConfigError(
+                    f"{where} refers to stream '{ref.stream}', but ledger_path is \"\": "
+                    "references are resolved through the key ledger; set ledger_path."
+                )
+            parent = destinations.get(ref.stream)
+            if parent is None:
+                raise ConfigError(
+                    f"{where} refers to stream '{ref.stream}', which is not configured in "
+                    f"`streams`; configured: {', '.join(destinations)}. Add it with a create_* "
+                    "endpoint and a key_property, or fix the name."
+                )
+            template = parent.template
+            if (template.name == CUSTOM or template.operation != "create"
+                    or template.update_path is None):
+                raise ConfigError(
+                    f"{where} refers to stream '{ref.stream}', whose endpoint "
+                    f"'{template.name}' creates nothing the key ledger keeps; a referenced "
+                    "stream must use a create_* template (custom endpoints are not tracked)."
+                )
+            if parent.write_mode != "upsert":
+                raise ConfigError(
+                    f"{where} refers to stream '{ref.stream}', whose write_mode is "
+                    f"'{parent.write_mode}': its creates are not kept in the key ledger, so "
+                    "nothing could resolve; use write_mode upsert (the default)."
+                )
+    cycle = _cycle(destinations)
+    if cycle:
+        raise ConfigError(
+            "The references between streams form a cycle: " + " -> ".join(cycle)
+            + ". A child is sent after its parent, so no stream may (through others) refer "
+            "to itself; remove one of these references."
+        )
+
+
+def _refs(dest: Destination) -> list[tuple[str, Ref]]:
+    return [*dest.refs.items(), *(("references." + f, r) for f, r in dest.references.items())]
+
+
+def _cycle(destinations: Mapping[str, Destination]) -> list[str]:
+    """A cycle of references (its streams, the first repeated at the end), or []."""
+    done: set[str] = set()
+
+    def visit(stream: str, path: list[str]) -> list[str]:
+        if stream in path:
+            return [*path[path.index(stream):], stream]
+        if stream in done or stream not in destinations:
+            return []
+        for parent in sorted(destinations[stream].parents):
+            found = visit(parent, [*path, stream])
+            if found:
+                return found
+        done.add(stream)
+        return []
+
+    for stream in destinations:
+        found = visit(stream, [])
+        if found:
+            return found
+    return []
+
+
+def referenced(destinations: Mapping[str, Destination]) -> frozenset[str]:
+    """The streams some reference names (each needs a single-field key at its SCHEMA)."""
+    return frozenset().union(*(d.parents for d in destinations.values()))

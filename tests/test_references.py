@@ -1,0 +1,387 @@
+"""References between streams (spec §12), through the real executable against the sandbox."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from target_aha.sandbox import Sandbox
+from tests.conftest import EXECUTABLE, TOKEN, record, schema, state
+
+FAST = {"max_requests_per_second": 1000, "max_requests_per_minute": 100000}
+
+TREE: dict[str, Any] = {
+    "jira_versions": {"endpoint": "create_release", "product_id": "PRJ1",
+                      "key_property": "version_id"},
+    "jira_epics": {"endpoint": "create_epic", "key_property": "epic_key",
+                   "release_id": {"ref": "jira_versions", "key": "{fix_version}"}},
+    "jira_stories": {"endpoint": "create_feature", "key_property": "issue_key",
+                     "release_id": {"ref": "jira_versions", "key": "{fix_version}"},
+                     "references": {"epic": {"ref": "jira_epics", "key": "{epic_key}"}}},
+    "jira_subtasks": {"endpoint": "create_requirement", "key_property": "issue_key",
+                      "feature_id": {"ref": "jira_stories", "key": "{parent_key}"}},
+}
+
+
+def config(tmp_path: Path, streams: dict[str, Any] | None = None, **extra: Any) -> dict:
+    return {"streams": streams or TREE, "ledger_path": str(tmp_path / "ledger.sqlite"),
+            **FAST, **extra}
+
+
+def versions(*ids: str) -> list[dict]:
+    return [schema("jira_versions"),
+            *(record("jira_versions", {"version_id": v, "name": f"Version {v}"}) for v in ids)]
+
+
+def epics(*pairs: tuple[str, str]) -> list[dict]:
+    return [schema("jira_epics"),
+            *(record("jira_epics", {"epic_key": e, "fix_version": v, "name": f"Epic {e}"})
+              for e, v in pairs)]
+
+
+def stories(*triples: tuple[str, str, str]) -> list[dict]:
+    return [schema("jira_stories"),
+            *(record("jira_stories", {"issue_key": s, "fix_version": v, "epic_key": e,
+                                      "name": f"Story {s}"})
+              for s, v, e in triples)]
+
+
+def subtasks(*pairs: tuple[str, str]) -> list[dict]:
+    return [schema("jira_subtasks"),
+            *(record("jira_subtasks", {"issue_key": t, "parent_key": s, "name": f"Task {t}"})
+              for t, s in pairs)]
+
+
+PREFIXES = {"release": "Version ", "epic": "Epic ", "feature": "Story ", "requirement": "Task "}
+
+
+def by_name(sandbox: Sandbox, kind: str) -> dict[str, dict]:
+    """The objects this file's records made (not the sandbox's seeds), by name."""
+    objs = [o for o in sandbox.objects(kind) if o["name"].startswith(PREFIXES[kind])]
+    counts = Counter(o["name"] for o in objs)
+    assert all(n == 1 for n in counts.values()), counts  # one object per key
+    return {o["name"]: o for o in objs}
+
+
+def assert_tree(sandbox: Sandbox, *, n_versions: int, n_epics: int, n_stories: int,
+                n_tasks: int) -> None:
+    """Every object once, every child under the parent its record names (see `tree`)."""
+    rel = by_name(sandbox, "release")
+    eps = by_name(sandbox, "epic")
+    sts = by_name(sandbox, "feature")
+    tks = by_name(sandbox, "requirement")
+    assert (len(rel), len(eps), len(sts), len(tks)) == (n_versions, n_epics, n_stories, n_tasks)
+    for i in range(n_epics):
+        assert eps[f"Epic E{i}"]["release"]["id"] == rel[f"Version V{i % n_versions}"]["id"]
+    for i in range(n_stories):
+        story = sts[f"Story S{i}"]
+        assert story["release"]["id"] == rel[f"Version V{i % n_versions}"]["id"]
+        assert story["epic"]["id"] == eps[f"Epic E{i % n_epics}"]["id"]
+    for i in range(n_tasks):
+        assert tks[f"Task T{i}"]["feature"]["id"] == sts[f"Story S{i % n_stories}"]["id"]
+
+
+def tree(n_versions: int, n_epics: int, n_stories: int, n_tasks: int,
+         order: str = "parents first") -> list[dict]:
+    """A hierarchy: epic i in version i % V, story i in version i % V and epic i % E, ..."""
+    parts = [
+        versions(*(f"V{i}" for i in range(n_versions))),
+        epics(*((f"E{i}", f"V{i % n_versions}") for i in range(n_epics))),
+        stories(*((f"S{i}", f"V{i % n_versions}", f"E{i % n_epics}") for i in range(n_stories))),
+        subtasks(*((f"T{i}", f"S{i % n_stories}") for i in range(n_tasks))),
+    ]
+    if order == "children first":
+        parts.reverse()
+    return [m for part in parts for m in part]
+
+
+def posts(sandbox: Sandbox, fragment: str = "") -> list[dict]:
+    return [r for r in sandbox.requests() if r["method"] == "POST" and fragment in r["path"]]
+
+
+def test_references_as_parameters_and_as_body_fields(sandbox: Sandbox, tmp_path: Path,
+                                                     run_target) -> None:
+    out = run_target(config(tmp_path), [*tree(2, 2, 3, 3), state({"done": 1})],
+                     sandbox=sandbox)
+    assert out.returncode == 0, out.stderr
+    assert out.states == [{"done": 1}]
+    assert_tree(sandbox, n_versions=2, n_epics=2, n_stories=3, n_tasks=3)
+    results = out.results
+    assert len(results) == 10
+    assert {r["status"] for r in results} == {"succeeded"}
+    # The value used is the reference number: in the path, and in the body field.
+    rel = by_name(sandbox, "release")
+    eps = by_name(sandbox, "epic")
+    [story] = [p for p in posts(sandbox, "/features") if p["path"].endswith("/features")
+               and p["body"]["feature"]["name"] == "Story S0"]
+    assert story["path"].endswith(f"/releases/{rel['Version V0']['reference_num']}/features")
+    body = story["body"]["feature"]
+    assert body["epic"] == eps["Epic E0"]["reference_num"]
+    # Fields read by key templates are not sent.
+    assert "fix_version" not in body and "epic_key" not in body
+    assert "parent_key" not in posts(sandbox, "/requirements")[0]["body"]["requirement"]
+
+
+def test_a_parent_in_flight_is_waited_for_without_blocking_others(
+        sandbox: Sandbox, tmp_path: Path) -> None:
+    """The epic's release is in flight when the epic is read: the epic goes out as soon as
+    the release is answered (not at the end of the input), and records read after the epic
+    go out while it waits."""
+    sandbox.configure(latency_ms=300)
+    streams = {"jira_versions": TREE["jira_versions"], "jira_epics": TREE["jira_epics"],
+               "other": {"endpoint": "create_feature", "release_id": "PRJ1-R-1",
+                         "key_property": "id"}}
+    cfg = {**config(tmp_path, streams), "base_url": sandbox.base_url, "api_key": TOKEN,
+           "results_path": str(tmp_path / "r.jsonl")}
+    (tmp_path / "c.json").write_text(json.dumps(cfg))
+    proc = subprocess.Popen([EXECUTABLE, "--config", str(tmp_path / "c.json")],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    assert proc.stdin is not None
+
+    def send(messages: list[dict]) -> None:
+        proc.stdin.write("".join(json.dumps(m) + "\n" for m in messages))
+        proc.stdin.flush()
+
+    others = [record("other", {"id": f"O{i}", "name": f"Other {i}"}) for i in range(8)]
+    send([*versions("V0"), *epics(("E0", "V0")), schema("other"), *others[:4]])
+    time.sleep(1.5)  # the release was answered long ago: the epic went out meanwhile
+    send([*others[4:], state({"s": 1})])
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    paths = [r["path"] for r in sandbox.requests() if r["method"] == "POST"]
+    release_at = next(i for i, p in enumerate(paths) if p.endswith("/releases"))
+    epic_at = next(i for i, p in enumerate(paths) if p.endswith("/epics"))
+    assert release_at < epic_at
+    assert sum("/features" in p for p in paths[:epic_at]) == 4  # not blocked by the epic
+    assert sum("/features" in p for p in paths[epic_at:]) == 4  # the epic was not deferred
+    epic = by_name(sandbox, "epic")["Epic E0"]
+    assert epic["release"]["reference_num"] == by_name(sandbox, "release")["Version V0"][
+        "reference_num"]
+
+
+def test_a_parent_from_an_earlier_run_resolves(sandbox: Sandbox, tmp_path: Path,
+                                               run_target) -> None:
+    first = run_target(config(tmp_path), versions("V0", "V1"), sandbox=sandbox)
+    assert first.returncode == 0, first.stderr
+    second = run_target(config(tmp_path), [*epics(("E0", "V0"), ("E1", "V1")),
+                                           state({"s": 2})], sandbox=sandbox)
+    assert second.returncode == 0, second.stderr
+    assert second.states == [{"s": 2}]
+    assert_tree(sandbox, n_versions=2, n_epics=2, n_stories=0, n_tasks=0)
+
+
+def test_parents_arriving_later_in_the_input_resolve_at_its_end(
+        sandbox: Sandbox, tmp_path: Path, run_target) -> None:
+    """Subtasks before their stories, stories before their epics, epics before versions."""
+    messages = tree(2, 3, 5, 6, order="children first")
+    messages.insert(3, state({"early": 1}))  # after a deferred subtask: never emitted
+    out = run_target(config(tmp_path), [*messages, state({"done": 1})], sandbox=sandbox)
+    assert out.returncode == 0, out.stderr
+    assert out.states == [{"done": 1}]
+    assert_tree(sandbox, n_versions=2, n_epics=3, n_stories=5, n_tasks=6)
+    assert Counter(r["status"] for r in out.results) == {"succeeded": 16}
+
+
+@pytest.mark.parametrize("on_record_error", ["skip", "fail"])
+def test_a_parent_that_never_arrives_rejects_the_child(
+        sandbox: Sandbox, tmp_path: Path, run_target, on_record_error: str) -> None:
+    messages = [*versions("V0"), *epics(("E0", "V0"), ("E1", "V9")), state({"s": 1})]
+    out = run_target(config(tmp_path, on_record_error=on_record_error), messages,
+                     sandbox=sandbox)
+    rejected = [r for r in out.results if r["status"] == "rejected"]
+    assert len(rejected) == 1
+    error = rejected[0]["error"]
+    assert "stream 'jira_epics', record key 'E1'" in error
+    assert "jira_versions key 'V9'" in error
+    assert rejected[0]["key"] == "E1"
+    assert {r["key"] for r in out.results if r["status"] == "succeeded"} == {"V0", "E0"}
+    if on_record_error == "skip":
+        assert out.returncode == 0, out.stderr
+        assert out.states == [{"s": 1}]
+    else:
+        assert out.returncode != 0
+        assert out.states == []
+        assert "jira_versions key 'V9'" in out.stderr
+
+
+def test_a_recreated_parent_updates_its_children(sandbox: Sandbox, tmp_path: Path,
+                                                 run_target) -> None:
+    messages = tree(1, 1, 2, 0)
+    first = run_target(config(tmp_path), messages, sandbox=sandbox)
+    assert first.returncode == 0, first.stderr
+    old_epic = by_name(sandbox, "epic")["Epic E0"]
+    # The epic is deleted in Aha!, and its record changes: its update answers 404, so it is
+    # created again (a new reference number), and the stories, unchanged themselves, are
+    # updated to point at the new epic.
+    sandbox.delete_object("epic", old_epic["id"])
+    for message in messages:
+        if message.get("stream") == "jira_epics" and message["type"] == "RECORD":
+            message["record"]["description"] = "changed"
+    second = run_target(config(tmp_path), messages, sandbox=sandbox)
+    assert second.returncode == 0, second.stderr
+    ops = {(r["stream"], r["key"]): r["operation"] for r in second.results}
+    assert ops == {("jira_versions", "V0"): "unchanged", ("jira_epics", "E0"): "create",
+                   ("jira_stories", "S0"): "update", ("jira_stories", "S1"): "update"}
+    new_epic = by_name(sandbox, "epic")["Epic E0"]
+    assert new_epic["reference_num"] != old_epic["reference_num"]
+    assert_tree(sandbox, n_versions=1, n_epics=1, n_stories=2, n_tasks=0)
+    # A third run changes nothing.
+    third = run_target(config(tmp_path), messages, sandbox=sandbox)
+    assert {r["operation"] for r in third.results} == {"unchanged"}
+
+
+def test_a_recreated_container_moves_children_into_it(sandbox: Sandbox, tmp_path: Path,
+                                                      run_target) -> None:
+    messages = tree(1, 2, 0, 0)
+    assert run_target(config(tmp_path), messages, sandbox=sandbox).returncode == 0
+    old = by_name(sandbox, "release")["Version V0"]
+    sandbox.delete_object("release", old["id"])  # its epics go with it, as in Aha!
+    messages[1]["record"]["description"] = "changed"  # the version: its update answers 404
+    second = run_target(config(tmp_path), messages, sandbox=sandbox)
+    assert second.returncode == 0, second.stderr
+    # The epics' rows are found (they name their release by key), their update answers 404
+    # (gone with the release), and they are created in the new release.
+    assert {r["operation"] for r in second.results} == {"create"}
+    assert by_name(sandbox, "release")["Version V0"]["id"] != old["id"]
+    assert_tree(sandbox, n_versions=1, n_epics=2, n_stories=0, n_tasks=0)
+
+
+def test_dry_run_resolves_known_parents_and_shows_the_others(
+        sandbox: Sandbox, tmp_path: Path, run_target) -> None:
+    assert run_target(config(tmp_path), versions("V0"), sandbox=sandbox).returncode == 0
+    known = by_name(sandbox, "release")["Version V0"]["reference_num"]
+    messages = [*versions("V0", "V1"), *epics(("E0", "V0"), ("E1", "V1")),
+                *stories(("S0", "V1", "E1"))]
+    out = run_target(config(tmp_path, dry_run=True), messages, sandbox=sandbox)
+    assert out.returncode == 0, out.stderr
+    lines = out.dry_run_lines
+    epic_urls = [line["url"] for line in lines if line["url"].split("?")[0].endswith("/epics")]
+    assert epic_urls[0].split("?")[0].endswith(f"/releases/{known}/epics")
+    assert "%3Cref%20jira_versions%3AV1%3E/epics" in epic_urls[1]
+    feature = next(line for line in lines if "/features" in line["url"])
+    assert feature["body"]["feature"]["epic"] == "<ref jira_epics:E1>"
+    assert {r["status"] for r in out.results} == {"dry_run"}
+    assert out.states == []
+
+
+def test_test_reports_references_as_not_checkable(sandbox: Sandbox, tmp_path: Path,
+                                                  run_target) -> None:
+    out = run_target(config(tmp_path), [], sandbox=sandbox, extra_args=("--test",))
+    assert out.returncode == 0, out.stdout + out.stderr
+    text = out.stdout + out.stderr
+    assert ("SKIP  stream 'jira_epics' (create_epic) release_id: not checkable (set by a "
+            "reference to stream 'jira_versions'; checked when records arrive)") in text
+    assert "PASS  stream 'jira_versions' (create_release) product_id" in text
+
+
+@pytest.mark.parametrize(("streams", "expected"), [
+    ({"a": {"endpoint": "create_epic", "release_id": {"ref": "nowhere", "key": "{k}"}}},
+     "refers to stream 'nowhere', which is not configured"),
+    ({"p": {"endpoint": "update_epic"},
+      "a": {"endpoint": "create_feature", "release_id": {"ref": "p", "key": "{k}"}}},
+     "whose endpoint 'update_epic' creates nothing"),
+    ({"p": {"endpoint": "create_release", "product_id": "PRJ1", "write_mode": "create"},
+      "a": {"endpoint": "create_feature", "release_id": {"ref": "p", "key": "{k}"}}},
+     "whose write_mode is 'create'"),
+    ({"p": {"endpoint": "custom", "url": "/products/PRJ1/releases"},
+      "a": {"endpoint": "create_feature", "release_id": {"ref": "p", "key": "{k}"}}},
+     "whose endpoint 'custom' creates nothing"),
+    ({"a": {"endpoint": "create_feature", "release_id": "PRJ1-R-1",
+            "references": {"epic": {"ref": "b", "key": "{e}"}}},
+      "b": {"endpoint": "create_epic", "release_id": "PRJ1-R-1",
+            "references": {"feature": {"ref": "a", "key": "{f}"}}}},
+     "form a cycle: a -> b -> a"),
+    ({"a": {"endpoint": "create_feature", "release_id": {"ref": "a", "key": "{k}"}}},
+     "form a cycle: a -> a"),
+    ({"a": {"endpoint": "create_feature", "release_id": {"stream": "b"}}},
+     'must be a reference such as {"ref"'),
+    ({"a": {"endpoint": "create_feature", "release_id": "PRJ1-R-1",
+            "references": {"epic": "PRJ1-E-1"}}},
+     "streams.a.references.epic must be an object {ref, key}"),
+])
+def test_configuration_errors_at_start_up(sandbox: Sandbox, tmp_path: Path, run_target,
+                                          streams: dict, expected: str) -> None:
+    out = run_target(config(tmp_path, streams), [*versions("V0")], sandbox=sandbox)
+    assert out.returncode != 0
+    assert expected in out.stderr
+    assert "Traceback" not in out.stderr
+    assert sandbox.requests() == []
+
+
+def test_references_need_the_ledger(sandbox: Sandbox, tmp_path: Path, run_target) -> None:
+    out = run_target({**config(tmp_path), "ledger_path": ""}, versions("V0"), sandbox=sandbox)
+    assert out.returncode != 0
+    assert 'ledger_path is "": references are resolved through the key ledger' in out.stderr
+
+
+def test_a_referenced_stream_without_a_key_is_refused_at_its_schema(
+        sandbox: Sandbox, tmp_path: Path, run_target) -> None:
+    streams = {**TREE, "jira_versions": {"endpoint": "create_release", "product_id": "PRJ1"}}
+    out = run_target(config(tmp_path, streams), versions("V0"), sandbox=sandbox)
+    assert out.returncode != 0
+    assert "Stream 'jira_versions' is named by other streams' references" in out.stderr
+    assert "SCHEMA names no key properties" in out.stderr
+    assert sandbox.requests() == []
+    # Its SCHEMA's key properties are a key.
+    keyed = [schema("jira_versions", key_properties=["version_id"]),
+             record("jira_versions", {"version_id": "V0", "name": "Version V0"}),
+             *epics(("E0", "V0"))]
+    out = run_target(config(tmp_path, streams), keyed, sandbox=sandbox)
+    assert out.returncode == 0, out.stderr
+    assert_tree(sandbox, n_versions=1, n_epics=1, n_stories=0, n_tasks=0)
+
+
+def test_a_missing_key_field_rejects_the_child(sandbox: Sandbox, tmp_path: Path,
+                                               run_target) -> None:
+    messages = [*versions("V0"), schema("jira_epics"),
+                record("jira_epics", {"epic_key": "E0", "name": "Epic E0"})]
+    out = run_target(config(tmp_path, on_record_error="skip"), messages, sandbox=sandbox)
+    assert out.returncode == 0, out.stderr
+    [rejected] = [r for r in out.results if r["status"] == "rejected"]
+    assert "reads the record field 'fix_version'" in rejected["error"]
+
+
+def _start(cfg: dict, data: Path, tmp_path: Path, name: str) -> subprocess.Popen:
+    path = tmp_path / f"{name}.json"
+    path.write_text(json.dumps({**cfg, "results_path": str(tmp_path / f"{name}.jsonl")}))
+    return subprocess.Popen([EXECUTABLE, "--config", str(path)], stdin=data.open(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_sigkill_in_the_middle_of_a_tree_load_then_rerun(sandbox: Sandbox,
+                                                         tmp_path: Path) -> None:
+    """One object per key, every child under the right parent, whatever the kill point."""
+    sandbox.configure(latency_ms=40, latency_jitter_ms=30)
+    shape = (3, 12, 60, 60)
+    data = tmp_path / "in.jsonl"
+    messages = tree(*shape, order="children first")[:len(tree(*shape)) // 3]
+    messages += tree(*shape)  # some children come before their parents, too
+    data.write_text("".join(json.dumps(m) + "\n" for m in [*messages, state({"done": 1})]))
+    cfg = {**config(tmp_path), "base_url": sandbox.base_url, "api_key": TOKEN}
+    kills = 0
+    for target in (10, 50, 100):
+        seen = len(posts(sandbox))
+        proc = _start(cfg, data, tmp_path, f"kill-{target}")
+        end = time.monotonic() + 60
+        while len(posts(sandbox)) < seen + target and proc.poll() is None:
+            assert time.monotonic() < end
+            time.sleep(0.01)
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+            kills += 1
+        proc.communicate()
+    assert kills >= 2
+    proc = _start(cfg, data, tmp_path, "final")
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    assert [json.loads(line) for line in out.splitlines()] == [{"done": 1}]
+    assert_tree(sandbox, n_versions=3, n_epics=12, n_stories=60, n_tasks=60)
