@@ -30,7 +30,6 @@ TREE = DATA / "tree"
 NODE = re.compile(r'(?P<indent> *)(?P<kind>\w+)(?: (?P<ref>[^\s"]+))? "(?P<name>.*)"'
                   r'(?: \[(?P<key>[^\]]+)\])?')
 Node = tuple[str, str]  # (kind, upstream key or else reference number)
-NEEDS_REFS = pytest.mark.xfail(strict=False, reason="needs i12-refs")
 
 
 def rows(path: Path) -> list[dict[str, Any]]:
@@ -190,7 +189,6 @@ def test_show_prints_each_object_under_its_parent(sandbox: Sandbox) -> None:
     assert "Duplicates: none" in shown
 
 
-@NEEDS_REFS
 def test_demo_prints_what_the_readme_says(tmp_path) -> None:
     # `make demo` runs demo/run.sh; the README quotes its second run's total.
     meltano = find_meltano()
@@ -259,7 +257,6 @@ def test_readme_hierarchy_configuration_is_the_demo_s() -> None:
     assert {name: configured[name] for name in streams} == streams
 
 
-@NEEDS_REFS
 def test_readme_hierarchy_walkthrough_runs(tmp_path) -> None:
     # Every sh block of "Loading a hierarchy", verbatim and in order, in a directory with this
     # repository's demo/ and target-aha on PATH (an activated virtualenv); what it prints is
