@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHMARKS = ("saturation", "speedup", "overhead", "memory", "resync")
+BENCHMARKS = ("saturation", "speedup", "overhead", "memory", "resync", "deferred")
 
 
 def main() -> int:

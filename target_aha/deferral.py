@@ -32,7 +32,7 @@ class Spool:
         self._db.execute("PRAGMA synchronous=OFF")
         self._db.execute(
             "CREATE TABLE deferred (seq INTEGER PRIMARY KEY, round INTEGER NOT NULL, "
-            "stream TEXT NOT NULL, record TEXT NOT NULL)"
+            "stream TEXT NOT NULL, record TEXT NOT NULL, place TEXT NOT NULL)"
         )
         self._db.execute("CREATE INDEX deferred_round ON deferred (round, seq)")
         self._round = 0
@@ -45,21 +45,22 @@ class Spool:
         with self._lock:
             return self._waiting
 
-    def add(self, stream: str, record: dict[str, Any]) -> None:
-        """Hold a record (JSON values only) until the next round."""
+    def add(self, stream: str, record: dict[str, Any], where: str) -> None:
+        """Hold a record (JSON values only) until the next round; `where` is how messages
+        name it (`stream 's', record #3`: its position is not in the record)."""
         text = json.dumps(record, separators=(",", ":"))
         with self._lock:
             if not self._in_tx:  # one transaction per burst of writes: no sync per record
                 self._db.execute("BEGIN")
                 self._in_tx = True
             self._db.execute(
-                "INSERT INTO deferred (round, stream, record) VALUES (?, ?, ?)",
-                (self._round, stream, text),
+                "INSERT INTO deferred (round, stream, record, place) VALUES (?, ?, ?, ?)",
+                (self._round, stream, text, where),
             )
             self._waiting += 1
 
-    def take_round(self) -> Iterator[tuple[str, dict[str, Any]]]:
-        """Yield (stream, record) of every record deferred so far, in input order, once each;
+    def take_round(self) -> Iterator[tuple[str, dict[str, Any], str]]:
+        """Yield (stream, record, where) of every record deferred so far, in input order, once each;
         what is deferred meanwhile goes into the next round."""
         with self._lock:
             self._commit()
@@ -70,7 +71,7 @@ class Spool:
             with self._lock:
                 self._commit()
                 rows = self._db.execute(
-                    "SELECT seq, stream, record FROM deferred WHERE round = ? AND seq > ? "
+                    "SELECT seq, stream, record, place FROM deferred WHERE round = ? AND seq > ? "
                     "ORDER BY seq LIMIT ?", (current, after, PAGE),
                 ).fetchall()
                 if rows:
@@ -80,8 +81,8 @@ class Spool:
                     self._waiting -= len(rows)
             if not rows:
                 return
-            for _, stream, text in rows:
-                yield stream, json.loads(text)
+            for _, stream, text, where in rows:
+                yield stream, json.loads(text), where
 
     def close(self) -> None:
         """Drop the store (its file goes with it)."""

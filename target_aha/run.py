@@ -38,10 +38,10 @@ logger = logging.getLogger("target-aha")
 class Deferring(t.Protocol):
     """A sink whose records may wait for their parents (sinks.AhaSink)."""
 
-    def replay(self, record: dict[str, t.Any]) -> bool:
+    def replay(self, record: dict[str, t.Any], where: str) -> bool:
         """Try a deferred record again; whether it was handed on (not deferred again)."""
 
-    def give_up(self, record: dict[str, t.Any]) -> None:
+    def give_up(self, record: dict[str, t.Any], where: str) -> None:
         """Reject a deferred record whose parents never came."""
 
 
@@ -69,6 +69,8 @@ class Run:
     """Records waiting for an unknown parent (opened by the first one)."""
     deferring: dict[str, Deferring] = field(default_factory=dict)
     """The sink of each stream that has deferred records (to hand them back at the end)."""
+    replaying: bool = False
+    """Deferred records are being handed back: STATE waits until all of them settled."""
     read: int = 0
     warned_id_key: set[str] = field(default_factory=set)
     """Streams already warned that their key field `id` goes into Aha! bodies."""
@@ -96,35 +98,42 @@ class Run:
         if not self.webhook.join(self.deadline):
             raise Unsettled("answers were still waiting to be posted to the response webhook")
 
-    def defer(self, stream: str, sink: Deferring, record: dict[str, t.Any]) -> None:
+    def defer(self, stream: str, sink: Deferring, record: dict[str, t.Any], where: str) -> None:
         """Hold a record until the end of the input (on disk); STATE waits for it."""
         self.deferring[stream] = sink
         if self.spool is None:
             self.spool = Spool()
-        self.spool.add(stream, record)
+        self.spool.add(stream, record, where)
 
     @property
-    def deferred(self) -> int:
-        """Records waiting for a parent: while there are any, no STATE is emitted."""
-        return 0 if self.spool is None else self.spool.waiting
+    def deferred(self) -> bool:
+        """Whether records wait for a parent (or are being handed back): no STATE then."""
+        return self.replaying or (self.spool is not None and self.spool.waiting > 0)
 
     def settle_deferred(self) -> None:
         """At the end of the input: hand deferred records back, round after round, while a
         round hands any on (a deferred child waits for its deferred parent to settle); then
-        reject what is still waiting, as `on_record_error` says."""
-        if self.spool is None:
+        reject what is still waiting, as `on_record_error` says.
+
+        STATE stays held until this returns (a run stopped meanwhile emits none past them).
+        """
+        if not self.referenced:  # no references configured: nothing is ever deferred
             return
-        self.settle()
-        while self.spool.waiting:
-            progressed = False
-            for stream, record in self.spool.take_round():
-                progressed = self.deferring[stream].replay(record) or progressed
-            self.settle()
-            if not progressed:
-                break
-        for stream, record in self.spool.take_round():
-            self.deferring[stream].give_up(record)
-        self.settle()
+        self.replaying = True
+        self.settle()  # a record waiting for a parent in flight may be deferred meanwhile
+        if self.spool is not None:
+            while self.spool.waiting:
+                progressed = False
+                for stream, record, where in self.spool.take_round():
+                    progressed = self.deferring[stream].replay(record, where) or progressed
+                self.settle()
+                if not progressed:
+                    break
+            while self.spool.waiting:  # a record handed on may come back (its parent failed)
+                for stream, record, where in self.spool.take_round():
+                    self.deferring[stream].give_up(record, where)
+                self.settle()
+        self.replaying = False
 
     def figures(self) -> dict[str, int]:
         """The counters a progress line shows."""

@@ -5,6 +5,10 @@ reading. When the SDK drains a sink (before it emits STATE), `process_batch` wai
 every record handed over so far has an outcome (and its answer went to the response
 webhook), which is what makes STATE safe. A batched custom stream's sink is in
 `batch_sink.py`; records are validated by `validation.py`.
+
+A record whose references (references.py) name a parent in flight is handed over with the
+parent's ordering key, and resolved when the parent settled; one whose parent is not known
+yet is deferred (deferral.py) and handed back by `Run.settle_deferred` at the end of input.
 """
 
 from __future__ import annotations
@@ -146,21 +150,18 @@ class AhaSink(BatchSink):
         """Shape the record and hand it to the dispatcher (sending starts at once)."""
         self._position += 1
         self.run.read += 1
-        self._route(record)
+        parts = self.key_parts(record)
+        self._route(record, f"stream '{self.stream_name}', record " + (
+            f"key {'|'.join(parts)!r}" if parts is not None else f"#{self._position}"
+        ))
 
-    def _where(self, key: str | None) -> str:
-        return f"stream '{self.stream_name}', record " + (
-            f"key {key!r}" if key is not None else f"#{self._position}"
-        )
-
-    def _route(self, record: dict) -> bool:
+    def _route(self, record: dict, where: str) -> bool:
         """Send the record now, after a parent in flight, or defer it to the end of input.
 
         Whether it was handed on (False: it was deferred, or settled as rejected).
         """
         parts = self.key_parts(record)
         key = None if parts is None else "|".join(parts)
-        where = self._where(key)
         order: list[Hashable] = []
         if parts is not None:
             order.append(("key", self.stream_name, ledger_key(parts)))
@@ -180,7 +181,7 @@ class AhaSink(BatchSink):
             self._reject(key, where, str(exc), None)
             return False
         if shaped.missing:
-            self._defer(record)
+            self._defer(record, where)
             return False
         request = shaped.request
         if request.method != "POST":
@@ -228,30 +229,29 @@ class AhaSink(BatchSink):
         })
         return Shaped(request, {**values, **pinned}, pinned, stable, missing)
 
-    def _defer(self, record: dict) -> None:
+    def _defer(self, record: dict, where: str) -> None:
         """Hold the record on disk until the end of the input: only what it sends or reads."""
         dest = self.destination
-        dropped = dest.exclude - dest.consumed
+        needed = dest.consumed | set(self.key_fields)
         kept = {k: to_json_value(v) for k, v in record.items()
-                if k not in dropped and (k in dest.consumed or not is_bookkeeping(k))}
-        self.run.defer(self.stream_name, self, kept)
+                if k in needed or (k not in dest.exclude and not is_bookkeeping(k))}
+        self.run.defer(self.stream_name, self, kept, where)
 
-    def replay(self, record: dict[str, Any]) -> bool:
+    def replay(self, record: dict[str, Any], where: str) -> bool:
         """A deferred record, at the end of the input: handed on, or deferred again."""
-        return self._route(record)
+        return self._route(record, where)
 
-    def give_up(self, record: dict[str, Any]) -> None:
+    def give_up(self, record: dict[str, Any], where: str) -> None:
         """A deferred record whose parents never came: rejected under `on_record_error`."""
         parts = self.key_parts(record)
         key = None if parts is None else "|".join(parts)
-        where = self._where(key)
         try:
             missing = self._shape(record).missing
         except RecordError as exc:
             self._reject(key, where, str(exc), None)
             return
         if not missing:  # its parent settled after all (a last round found it)
-            self._route(record)
+            self._route(record, where)
             return
         self._reject(key, where, unresolved(where, missing), None)
 
@@ -278,7 +278,7 @@ class AhaSink(BatchSink):
             self._reject(key, where, str(exc), None)
             return
         if shaped.missing:
-            self._defer(record)
+            self._defer(record, where)
             return
         self._deliver(shaped, parts, where)
 

@@ -385,3 +385,112 @@ def test_sigkill_in_the_middle_of_a_tree_load_then_rerun(sandbox: Sandbox,
     assert proc.returncode == 0, err
     assert [json.loads(line) for line in out.splitlines()] == [{"done": 1}]
     assert_tree(sandbox, n_versions=3, n_epics=12, n_stories=60, n_tasks=60)
+
+
+def test_a_child_of_a_rejected_parent_is_rejected_naming_it(
+        sandbox: Sandbox, tmp_path: Path, run_target) -> None:
+    """The parent is in flight when its child is read, and Aha! refuses it (422)."""
+    sandbox.configure(latency_ms=100)
+    messages = [schema("jira_versions"),
+                record("jira_versions", {"version_id": "V0", "name": "FAIL-422"}),
+                *epics(("E0", "V0")), state({"s": 1})]
+    out = run_target(config(tmp_path, on_record_error="skip"), messages, sandbox=sandbox)
+    assert out.returncode == 0, out.stderr
+    assert [(r["key"], r["status"]) for r in out.results] == [("V0", "rejected"),
+                                                               ("E0", "rejected")]
+    assert "jira_versions key 'V0'" in out.results[1]["error"]
+    assert out.states == [{"s": 1}]
+    assert posts(sandbox, "/epics") == []
+
+
+def test_references_resolve_through_a_postgres_ledger(
+        sandbox: Sandbox, tmp_path: Path, run_target, postgres_url: str) -> None:
+    cfg = {**config(tmp_path), "ledger_path": postgres_url}
+    first = run_target(cfg, versions("PG0"), sandbox=sandbox)
+    assert first.returncode == 0, first.stderr
+    second = run_target(cfg, [*stories(("PGS0", "PG0", "PGE0")), *epics(("PGE0", "PG0"))],
+                        sandbox=sandbox)
+    assert second.returncode == 0, second.stderr
+    release = by_name(sandbox, "release")["Version PG0"]
+    epic = by_name(sandbox, "epic")["Epic PGE0"]
+    story = by_name(sandbox, "feature")["Story PGS0"]
+    assert epic["release"]["id"] == story["release"]["id"] == release["id"]
+    assert story["epic"]["id"] == epic["id"]
+
+
+def test_a_deferred_record_without_a_key_is_named_by_its_position(
+        sandbox: Sandbox, tmp_path: Path, run_target) -> None:
+    streams = {"jira_versions": TREE["jira_versions"],
+               "notes": {"endpoint": "create_epic",
+                         "release_id": {"ref": "jira_versions", "key": "{v}"}}}
+    messages = [schema("notes"), record("notes", {"v": "V0", "name": "N1"}),
+                record("notes", {"v": "V7", "name": "N2"}), *versions("V0")]
+    out = run_target(config(tmp_path, streams, on_record_error="skip"), messages,
+                     sandbox=sandbox)
+    assert out.returncode == 0, out.stderr
+    [rejected] = [r for r in out.results if r["status"] == "rejected"]
+    assert rejected["key"] is None
+    assert rejected["error"].startswith("stream 'notes', record #2: its reference "
+                                        "'release_id' names jira_versions key 'V7'")
+    [epic] = [o for o in sandbox.objects("epic") if o["name"] == "N1"]
+    assert epic["release"]["reference_num"] == by_name(sandbox, "release")["Version V0"][
+        "reference_num"]
+
+
+def test_the_sandbox_takes_linked_objects_by_reference_number_or_id(sandbox: Sandbox) -> None:
+    """As Aha! does: `epic` in a feature's body names the epic by reference number or id,
+    and the answer names the object; an unknown one is a 422."""
+    from tests.test_sandbox import call  # noqa: PLC0415 - the sandbox tests' HTTP helper
+
+    epic = call(sandbox, "POST", "/releases/PRJ1-R-1/epics", {"epic": {"name": "E"}}).body["epic"]
+    by_ref = call(sandbox, "POST", "/releases/PRJ1-R-1/features",
+                  {"feature": {"name": "F1", "epic": epic["reference_num"]}}).body["feature"]
+    by_id = call(sandbox, "POST", "/releases/PRJ1-R-1/features",
+                 {"feature": {"name": "F2", "epic": epic["id"]}}).body["feature"]
+    assert by_ref["epic"]["id"] == by_id["epic"]["id"] == epic["id"]
+    assert by_ref["epic"]["reference_num"] == epic["reference_num"]
+    unknown = call(sandbox, "POST", "/releases/PRJ1-R-1/features",
+                   {"feature": {"name": "F3", "epic": "PRJ1-E-999"}})
+    assert unknown.status == 422
+    # A container in a path, too (a feature by its reference number).
+    feature = call(sandbox, "POST", f"/features/{by_ref['reference_num']}/requirements",
+                   {"requirement": {"name": "R"}})
+    assert feature.status == 200
+
+
+def test_state_is_held_while_a_record_is_deferred(sandbox: Sandbox, tmp_path: Path,
+                                                  run_target) -> None:
+    """Every message drains (state_interval_seconds ~ 0): STATE flows until a record is
+    deferred, then waits until it settled at the end of the input."""
+    messages = [*versions("V0"), state({"n": 1}), *epics(("E0", "V0")), state({"n": 2}),
+                record("jira_epics", {"epic_key": "E1", "fix_version": "V1", "name": "Epic E1"}),
+                state({"n": 3}),
+                record("jira_versions", {"version_id": "V1", "name": "Version V1"}),
+                state({"n": 4})]
+    out = run_target(config(tmp_path, state_interval_seconds=1e-9), messages, sandbox=sandbox)
+    assert out.returncode == 0, out.stderr
+    assert out.states == [{"n": 1}, {"n": 2}, {"n": 4}]
+    assert_tree(sandbox, n_versions=2, n_epics=2, n_stories=0, n_tasks=0)
+
+
+def test_sigterm_while_records_are_deferred_emits_no_state_past_them(
+        sandbox: Sandbox, tmp_path: Path) -> None:
+    cfg = {**config(tmp_path, state_interval_seconds=1e-9), "base_url": sandbox.base_url,
+           "api_key": TOKEN, "results_path": str(tmp_path / "r.jsonl")}
+    (tmp_path / "c.json").write_text(json.dumps(cfg))
+    proc = subprocess.Popen([EXECUTABLE, "--config", str(tmp_path / "c.json")],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    assert proc.stdin is not None
+    lines = [*versions("V0"), state({"n": 1}), *epics(("E1", "V1")), state({"n": 2})]
+    proc.stdin.write("".join(json.dumps(m) + "\n" for m in lines))
+    proc.stdin.flush()
+    end = time.monotonic() + 30
+    while not posts(sandbox, "/releases") and time.monotonic() < end:
+        time.sleep(0.02)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert [json.loads(line) for line in out.splitlines()] == [{"n": 1}]
+    assert posts(sandbox, "/epics") == []
