@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# The demo behind `make demo`: load demo/data/*.jsonl into a local Aha! sandbox with Meltano,
-# twice, print what the sandbox holds while it still runs, stop it, and say what to try next.
+# The demo behind `make demo`: load demo/data/ (three flat streams and a tree of releases, epics,
+# features, requirements, comments and key results) into a local Aha! sandbox with one
+# `meltano run`, twice, print what the sandbox holds while it still runs (the tree as a tree),
+# stop it, and say what to try next.
 #
 #   PYTHON      python with target-aha installed (runs the sandbox and demo/show.py); default .venv
 #   MELTANO     the meltano executable; default .venv-meltano/bin/meltano
@@ -47,8 +49,11 @@ fi
 TARGET_AHA_BASE_URL=$(cat "$OUT/base_url")
 echo "Sandbox: $TARGET_AHA_BASE_URL (token: $TOKEN)"
 
-# 2. The pipeline, configured in meltano.yml (job load-aha: intake requests -> features,
-#    vendors -> custom table records, OKRs -> goals), pointed at the sandbox.
+# 2. The pipeline, configured in meltano.yml, pointed at the sandbox: job load-aha (intake
+#    requests -> features, vendors -> custom table records, OKRs -> goals), then job load-tree
+#    (one input of Jira-like versions, sub-tasks, stories, epics and comments, children before
+#    their parents, -> releases, requirements, features, epics, comments; key results of the
+#    goals load-aha made), each parent found through references (spec §12).
 export TARGET_AHA_BASE_URL
 export TARGET_AHA_API_KEY=$TOKEN
 export TARGET_AHA_RESULTS_PATH=$OUT/aha-results.jsonl
@@ -68,17 +73,17 @@ run() {  # run N TITLE ARGS...: one `meltano run`, its log in $OUT, its results 
         tail -n 40 "$log" >&2
         exit 1
     fi
-    # The job runs target-aha three times (one per tap): tally the results lines of those
-    # three runs (each target-aha run names its run_id in the log and on its lines).
+    # The jobs run target-aha four times (one per tap): tally the results lines of those
+    # four runs (each target-aha run names its run_id in the log and on its lines).
     "$PYTHON" demo/show.py --tally "$log" --results "$TARGET_AHA_RESULTS_PATH"
     echo "  ($((SECONDS - start)) s, log: $log)"
 }
 
-run 1 "load the sample data" load-aha
+run 1 "load the sample data" load-aha load-tree
 # Re-read every file (--full-refresh ignores the tap's bookmarks): the key ledger recognises
 # every record as already in Aha! and unchanged, so nothing is sent and nothing is duplicated.
 run 2 "load the same data again: every record should be unchanged, nothing sent" \
-    --full-refresh load-aha
+    --full-refresh load-aha load-tree
 
 # 3. What a user would now see in Aha!, read while the sandbox still runs; then stop it.
 echo
@@ -88,11 +93,11 @@ cat <<NEXT
 
 The sandbox is stopped now (it keeps everything in memory only). Next steps:
   - every record's outcome, one JSON line each, with its run_id: $TARGET_AHA_RESULTS_PATH
-  - run the job yourself against a sandbox that stays up (stop it with: kill %1):
+  - run the jobs yourself against a sandbox that stays up (stop it with: kill %1):
       rm -f output/sandbox-url
       $PYTHON -m target_aha.sandbox --port-file output/sandbox-url &
       until [ -s output/sandbox-url ]; do sleep 0.1; done
       export TARGET_AHA_BASE_URL=\$(cat output/sandbox-url) TARGET_AHA_API_KEY=sandbox-token
-      $MELTANO run load-aha
+      $MELTANO run load-aha load-tree
   - load your own Aha! account: README.md, section "Use it"
 NEXT

@@ -6,6 +6,9 @@
 BASE_URL is the sandbox's API root (default: $TARGET_AHA_BASE_URL), e.g.
 http://127.0.0.1:PORT/sandbox-3f9a0c1e/api/v1. The objects are read from the sandbox's admin
 endpoints (/__sandbox/objects/<kind>, /__sandbox/requests), which need no token.
+The hierarchy is printed as a tree, each object under the one it names as its container
+(releases > epics > features > requirements and comments; goals > key results), so a child
+that landed under the wrong parent, or under none, shows.
 `--tally` prints, per stream and in total, the results lines of the target-aha runs a
 `meltano run` log names (one job runs target-aha once per tap). Standard library only.
 """
@@ -22,17 +25,26 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-KINDS = ("feature", "epic", "goal", "initiative", "custom_object_record", "team")
+# Printed as a tree (Tree); the others as tables (show_objects).
+TREE_KINDS = ("release", "epic", "feature", "requirement", "comment", "goal", "key_result")
+KINDS = (*TREE_KINDS, "initiative", "idea", "custom_object_record", "team")
 TITLES = {
-    "feature": "Features",
+    "release": "Releases",
     "epic": "Epics",
+    "feature": "Features",
+    "requirement": "Requirements",
+    "comment": "Comments",
     "goal": "Goals",
+    "key_result": "Key results",
     "initiative": "Initiatives",
+    "idea": "Ideas",
     "custom_object_record": "Custom table records",
     "team": "Teams",
 }
-# Upstream key fields of the demo streams, shown so a reader can match objects to input rows.
-KEY_FIELDS = ("request_id", "okr_id")
+# Upstream key fields of the demo streams, shown so a reader can match objects to input rows
+# (target-aha sends a stream's key field in the body; the fields a reference reads it does not).
+KEY_FIELDS = ("request_id", "okr_id", "kr_id", "version_id", "epic_key", "issue_key",
+              "comment_id")
 
 
 def admin_root(base_url: str) -> str:
@@ -96,12 +108,100 @@ def show_objects(kind: str, objects: list[dict[str, Any]]) -> list[str]:
     return out + table(["REFERENCE", "RELEASE", "NAME", "FROM"], rows, [10, 9, 44, 14])
 
 
+def points_at(value: Any, obj: dict[str, Any]) -> bool:
+    """Whether a field naming another object (`{"id", "reference_num"}` as Aha! answers it, or
+    the id or reference number that was sent) names `obj`."""
+    if isinstance(value, dict):
+        return any(value.get(k) is not None and str(value[k]) == str(obj.get(k))
+                   for k in ("id", "reference_num"))
+    if value is None or value == "":
+        return False
+    text = str(value).upper()
+    return text in {str(obj.get("id")).upper(), str(obj.get("reference_num")).upper()}
+
+
+def node(kind: str, obj: dict[str, Any]) -> str:
+    """`feature PRJ1-12 "Dark mode" [MOB-7]`: kind, reference number, name, upstream key."""
+    if kind == "comment":
+        body = re.sub(r"<[^>]+>", "", str(obj.get("body") or ""))
+        text = f'comment "{cut(body, 70)}"'
+    else:
+        text = f'{kind} {obj.get("reference_num") or obj.get("id")} "{cut(obj.get("name"), 70)}"'
+    key = upstream_key(obj)
+    return f"{text} [{key}]" if key else text
+
+
+class Tree:
+    """The hierarchy kinds' objects, and which of them each one contains."""
+
+    def __init__(self, everything: dict[str, list[dict[str, Any]]]) -> None:
+        self.objects = everything
+        self.placed: set[int] = set()  # id() of every object printed so far
+
+    def inside(self, kind: str, field: str, parent: dict[str, Any]) -> list[dict[str, Any]]:
+        """The objects of `kind` whose `field` names `parent`, in reference-number order."""
+        found = [o for o in self.objects.get(kind, []) if points_at(o.get(field), parent)]
+        return sorted(found, key=lambda o: natural(str(o.get("reference_num") or "")))
+
+    def lines(self, kind: str, obj: dict[str, Any], depth: int) -> list[str]:
+        """`obj` and, indented below it, everything it contains."""
+        self.placed.add(id(obj))
+        out = ["  " * depth + node(kind, obj)]
+        for objects, child_kind in self.children(kind, obj):
+            for child in objects:
+                out += self.lines(child_kind, child, depth + 1)
+        return out
+
+    def children(
+        self, kind: str, obj: dict[str, Any]
+    ) -> list[tuple[list[dict[str, Any]], str]]:
+        """(objects, their kind) contained in `obj`, in the order they are printed: what
+        Aha! creates inside it, then the comments on it."""
+        if kind == "comment":
+            return []
+        inner: list[tuple[list[dict[str, Any]], str]] = []
+        if kind == "release":
+            epics = self.inside("epic", "release", obj)
+            features = [f for f in self.inside("feature", "release", obj)
+                        if not any(points_at(f.get("epic"), e) for e in epics)]
+            inner = [(epics, "epic"), (features, "feature")]
+        elif kind == "epic":  # its features in its own release (a feature has one release)
+            release_of = obj.get("release") or {}
+            inner = [([f for f in self.inside("feature", "epic", obj)
+                       if points_at(f.get("release"), release_of)], "feature")]
+        elif kind == "feature":
+            inner = [(self.inside("requirement", "feature", obj), "requirement")]
+        elif kind == "goal":
+            inner = [(self.inside("key_result", "goal", obj), "key_result")]
+        return [*inner, (self.inside("comment", "commentable", obj), "comment")]
+
+    def show(self) -> list[str]:
+        out = ["The tree: releases > epics > features > requirements and comments"]
+        for release_obj in sorted(self.objects.get("release", []),
+                                  key=lambda o: natural(str(o.get("reference_num")))):
+            out += self.lines("release", release_obj, 1)
+        out += ["", "Goals > key results"]
+        for goal in sorted(self.objects.get("goal", []),
+                           key=lambda o: natural(str(o.get("reference_num")))):
+            out += self.lines("goal", goal, 1)
+        astray = [(kind, obj) for kind in TREE_KINDS for obj in self.objects.get(kind, [])
+                  if id(obj) not in self.placed]
+        if astray:
+            out += ["", f"Not under any parent above ({len(astray)}):"]
+            out += ["  " + node(kind, obj) for kind, obj in astray]
+        counts = ", ".join(f"{len(self.objects.get(kind, []))} {TITLES[kind].lower()}"
+                           for kind in TREE_KINDS)
+        return [*out, "", f"In all: {counts}"]
+
+
 def identity(kind: str, obj: dict[str, Any]) -> str:
-    """What makes two objects the same row of input: the upstream key, else the name."""
+    """What makes two objects the same row of input: the upstream key, else the name in its
+    product (each product has a "Release 1")."""
     if kind == "custom_object_record":
         fields = {f.get("key"): f.get("value") for f in obj.get("custom_fields") or []}
         return f"{obj.get('key')}:{fields.get('name')}"
-    return upstream_key(obj) or str(obj.get("name"))
+    product = obj.get("product_id") or (obj.get("release") or {}).get("id") or ""
+    return upstream_key(obj) or f"{obj.get('name')} ({product})"
 
 
 def show_duplicates(everything: dict[str, list[dict[str, Any]]]) -> list[str]:
@@ -189,11 +289,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("give the sandbox's base URL or set TARGET_AHA_BASE_URL")
     root = admin_root(args.base_url)
     out = [f"What the sandbox at {args.base_url} holds after the runs:", ""]
-    everything: dict[str, list[dict[str, Any]]] = {}
+    everything = {kind: get_json(f"{root}/__sandbox/objects/{kind}") for kind in KINDS}
+    out += [*Tree(everything).show(), ""]
     for kind in KINDS:
-        objects = everything[kind] = get_json(f"{root}/__sandbox/objects/{kind}")
-        if objects:
-            out += [*show_objects(kind, objects), ""]
+        if kind not in TREE_KINDS and everything[kind]:
+            out += [*show_objects(kind, everything[kind]), ""]
     out += [*show_duplicates(everything), ""]
     out += show_requests(get_json(f"{root}/__sandbox/requests"))
     if args.results and args.results.exists():

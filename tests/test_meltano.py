@@ -387,7 +387,9 @@ def test_config_test_passes_with_the_read_only_checks(
     # "exception" (its rule), so it logs that the test passed.
     assert TEST_VERDICT in output, output[-6000:]
     assert "Process return code: 0" in lines
-    assert "target-aha --test: 5 passed, 0 failed, 0 not checkable. Nothing was written." in lines
+    # The tree's streams (job load-tree) set 5 parameters by a reference, and a comment's
+    # commentable_type has no read: 6 checks are not checkable.
+    assert "target-aha --test: 6 passed, 0 failed, 6 not checkable. Nothing was written." in lines
     assert "PASS  stream 'vendors' (create_custom_table_record) custom_table_key: custom table " \
            "'vendors' exists (GET /products/PRJ1/custom_objects/vendors/records answered 200)" \
            in lines
@@ -415,7 +417,7 @@ def test_config_test_fails_with_the_test_message(
     assert "Process return code: 1" in lines
     failed = [line for line in lines if line.startswith("Meltano's loader test failed: ")]
     assert failed == [
-        "Meltano's loader test failed: target-aha --test: 0 passed, 1 failed, 4 not checkable. "
+        "Meltano's loader test failed: target-aha --test: 0 passed, 1 failed, 11 not checkable. "
         "Fix the FAIL lines and run the test again. (`meltano invoke target-aha --test` shows "
         "the same checks.)"], lines
     assert any(line.startswith("FAIL  API key for 127.0.0.1") and "GET /me answered 401" in line
