@@ -20,6 +20,7 @@ Run as a script, this module is the zygote; imported, `Zygote` is the client.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import locale
 import os
@@ -124,11 +125,8 @@ class Zygote:
 
 def _feed(fd: int, data: bytes) -> None:
     """Write stdin and close it; a child that stopped reading is no error (as subprocess)."""
-    with open(fd, "wb", buffering=0) as pipe:
-        try:
-            pipe.write(data)
-        except BrokenPipeError:
-            pass
+    with open(fd, "wb", buffering=0) as pipe, contextlib.suppress(BrokenPipeError):
+        pipe.write(data)
 
 
 def _drain(fd: int, into: list[bytes]) -> None:
@@ -201,7 +199,7 @@ def _become(request: dict[str, Any], stdio: list[int], entry_point: Callable[[],
         sys.exit(entry_point())
     except SystemExit as exc:
         code = _exit_code(exc)
-    except BaseException as exc:  # noqa: BLE001 - an uncaught exception ends the process
+    except BaseException as exc:  # an uncaught exception ends the process
         sys.excepthook(type(exc), exc, exc.__traceback__.tb_next if exc.__traceback__ else None)
         interrupted = isinstance(exc, KeyboardInterrupt)
         code = 1
@@ -251,7 +249,11 @@ def _load_entry_point(executable: str) -> Callable[[], Any]:
         raise RuntimeError(f"{len(found)} console scripts named {Path(executable).name}")
     (entry,) = found
     module = importlib.import_module(entry.module)
-    return lambda: functools.reduce(getattr, entry.attr.split("."), module)()
+
+    def follow_and_call() -> Any:
+        return functools.reduce(getattr, entry.attr.split("."), module)()
+
+    return follow_and_call
 
 
 def main() -> None:
