@@ -87,6 +87,14 @@ def state(value: dict[str, Any]) -> dict[str, Any]:
     return {"type": "STATE", "value": value}
 
 
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark `postgres` the tests that start the server, wherever they live."""
+    for item in items:
+        if "postgres_url" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.postgres)
+
+
 def _user_env() -> dict[str, str]:
     """The environment a run starts from: the test session's, without target-aha settings."""
     return {k: v for k, v in os.environ.items() if not k.startswith("TARGET_AHA_")}

@@ -35,11 +35,11 @@ SPEC_SETTINGS = {
 
 
 MELTANO = find_meltano()
-pytestmark = pytest.mark.skipif(
+pytestmark = [pytest.mark.meltano, pytest.mark.skipif(
     MELTANO is None,
     reason="Meltano is not installed: `make install` puts it in .venv-meltano "
     "(or set MELTANO_EXECUTABLE)",
-)
+)]
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
