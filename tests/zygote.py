@@ -6,9 +6,9 @@ it resolves the `target-aha` console script from the installed package's entry p
 as the generated script does, imports it, starts no threads, and then forks one child per run.
 The child gets what a subprocess would: stdin, stdout and stderr as pipes on fds 0-1-2 and no
 other descriptors, its argv (argv[0] the executable's path), its environment and working
-directory; it calls the entry point and ends the way the interpreter would (SystemExit's
-code, a traceback and 1 for an uncaught exception, non-daemon threads joined, atexit handlers
-run, streams flushed, 120 if that fails). Exit codes, STATE lines, signals and files are real.
+directory; it calls the entry point, and the interpreter ends it as it ends the script (the
+exception unwinds the zygote's few frames, which hold nothing to clean up). Exit codes, STATE
+lines, signals and files are real.
 
 What a forked child cannot mimic is interpreter start-up itself, so a run whose environment
 changes a start-up variable (PYTHON*, LD_*) goes to the real executable (`stands_in_for`),
@@ -31,7 +31,7 @@ import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 _STARTUP_PREFIXES = ("PYTHON", "LD_")
 """Environment variables the interpreter or the loader reads before any Python code runs."""
@@ -184,7 +184,10 @@ def _monitor(request: dict[str, Any], fds: list[int], entry_point: Callable[[], 
 
 
 def _become(request: dict[str, Any], stdio: list[int], entry_point: Callable[[], Any]) -> None:
-    """Turn this fork into the run subprocess.run would have started; never returns."""
+    """Turn this fork into the process subprocess.run would have started, then run the console
+    script's body. Its SystemExit (or exception) is left to unwind this process, so the
+    interpreter ends it exactly as it ends the script: exit code or traceback, non-daemon
+    threads joined, atexit handlers, objects finalized, streams flushed."""
     for target, fd in enumerate(stdio):
         os.dup2(fd, target)
     os.closerange(3, os.sysconf("SC_OPEN_MAX"))
@@ -192,46 +195,9 @@ def _become(request: dict[str, Any], stdio: list[int], entry_point: Callable[[],
     os.environ.clear()
     os.environ.update(request["env"])
     sys.argv = list(request["argv"])
-    # What the generated console script does, then what the interpreter does at its end.
+    # What the generated console script does.
     sys.argv[0] = sys.argv[0].removesuffix(".exe")
-    interrupted = False
-    try:
-        sys.exit(entry_point())
-    except SystemExit as exc:
-        code = _exit_code(exc)
-    except BaseException as exc:  # an uncaught exception ends the process
-        sys.excepthook(type(exc), exc, exc.__traceback__.tb_next if exc.__traceback__ else None)
-        interrupted = isinstance(exc, KeyboardInterrupt)
-        code = 1
-    threading._shutdown()  # type: ignore[attr-defined]  # joins non-daemon threads
-    import atexit  # noqa: PLC0415
-
-    atexit._run_exitfuncs()
-    if not _flush(sys.stdout) or not _flush(sys.stderr):
-        code = 120
-    if interrupted:
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
-        os.kill(os.getpid(), signal.SIGINT)
-    os._exit(code)
-
-
-def _exit_code(exc: SystemExit) -> int:
-    """As the interpreter reads SystemExit: None is 0, an int itself, anything else printed, 1."""
-    if exc.code is None:
-        return 0
-    if isinstance(exc.code, int):
-        return exc.code
-    print(exc.code, file=sys.stderr)
-    return 1
-
-
-def _flush(stream: IO[str] | None) -> bool:
-    try:
-        if stream is not None:
-            stream.flush()
-    except (OSError, ValueError):
-        return False
-    return True
+    sys.exit(entry_point())
 
 
 def _load_entry_point(executable: str) -> Callable[[], Any]:
