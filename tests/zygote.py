@@ -150,13 +150,21 @@ def _serve(control: socket.socket, entry_point: Callable[[], Any]) -> None:
         if not data:
             return
         _reap()
-        if threading.active_count() != 1:
+        if _threads() != 1:
             raise RuntimeError("a thread is running in the zygote; a fork would not be clean")
         if os.fork() == 0:
             control.close()
             _monitor(json.loads(data), fds, entry_point)
         for fd in fds:
             os.close(fd)
+
+
+def _threads() -> int:
+    """This process's threads, those started by C code included where /proc tells."""
+    try:
+        return len(os.listdir("/proc/self/task"))
+    except FileNotFoundError:
+        return threading.active_count()
 
 
 def _reap() -> None:
@@ -240,6 +248,9 @@ def main() -> None:
     if shown:
         # The real executable would print them at each start; a fork cannot.
         control.send(f"importing warned: {shown}".encode())
+        return
+    if _threads() != 1:
+        control.send(f"importing started {_threads() - 1} thread(s)".encode())
         return
     control.send(b"ready")
     _serve(control, entry_point)
