@@ -1,7 +1,7 @@
 """A warm stand-in for starting `target-aha`: one process that has imported it, forking per run.
 
-Starting the executable costs about 1.2 s, nearly all of it importing singer-sdk, and the
-suite starts it some 180 times through `run_target`. The zygote pays that once per test session:
+Starting the executable costs 0.5-1.2 s, most of it importing singer-sdk, and the suite
+starts it some 180 times through `run_target`. The zygote pays that once per test session:
 it resolves the `target-aha` console script from the installed package's entry points exactly
 as the generated script does, imports it, starts no threads, and then forks one child per run.
 The child gets what a subprocess would: stdin, stdout and stderr as pipes on fds 0-1-2 and no
@@ -43,7 +43,6 @@ class Zygote:
     """The client: `run()` behaves as `subprocess.run(capture_output=True, text=True)`."""
 
     def __init__(self, executable: str, env: dict[str, str], log_path: Path) -> None:
-        self.executable = executable
         self._env = dict(env)
         self._lock = threading.Lock()
         self._control, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -54,7 +53,6 @@ class Zygote:
                 stderr=log, env=self._env,
             )
         theirs.close()
-        self._log_path = log_path
         ready = self._control.recv(_MAX_MESSAGE)
         if ready != b"ready":
             self.close()
