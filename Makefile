@@ -3,8 +3,8 @@
 #   make install   .venv (target-aha editable + pytest, ruff), .venv-meltano (Meltano), and
 #                  the project's Meltano plugins (tap-jsonl, target-aha) under .meltano/
 #   make demo      load demo/data/ into a local Aha! sandbox with `meltano run`, print the result
-#   make check     ruff and the fast tests (not slow, meltano or packaging): about a minute
-#   make test      ruff, mypy, then the whole test suite, 2 workers (own sandboxes; 3-4 minutes)
+#   make check     ruff and the fast tests (not slow, meltano or packaging), 2 workers: ~80 s
+#   make test      ruff, mypy, then the whole test suite, 2 workers (own sandboxes; ~5 minutes)
 #   make test-sdk-latest  the fast tests against the newest singer-sdk (.venv-sdk-latest)
 #   make lint      ruff and mypy
 #   make bench     the benchmarks (figures, and whether each meets its target; ~8 minutes)
@@ -79,10 +79,11 @@ lint: $(DEV_STAMP)
 
 check: $(DEV_STAMP)
 	$(VENV)/bin/ruff check target_aha tests demo benchmarks
-	$(VENV)/bin/pytest -q $(FAST) tests
+	$(VENV)/bin/pytest -q -n 2 $(FAST) tests
 
-# Two workers, a test file each at a time: most slow tests wait on a clock, so they overlap
-# well, and a file's module-scoped fixtures (built wheels, a Meltano project) are built once.
+# Two workers (each with its own zygote, tests/zygote.py), a test file each at a time for the
+# whole suite: most slow tests wait on a clock, so they overlap well, and a file's
+# module-scoped fixtures (built wheels, a Meltano project) are built once.
 test: install lint
 	MELTANO_EXECUTABLE=$(abspath $(MELTANO)) $(VENV)/bin/pytest -q -n 2 --dist loadfile tests
 

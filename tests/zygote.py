@@ -3,7 +3,9 @@
 Starting the executable costs 0.5-1.2 s, most of it importing singer-sdk, and the suite
 starts it some 180 times through `run_target`. The zygote pays that once per test session:
 it resolves the `target-aha` console script from the installed package's entry points exactly
-as the generated script does, imports it, starts no threads, and then forks one child per run.
+as the generated script does, imports its module and the package's other modules (and so the
+SDK), starts no threads, and then forks one child per run. Importing earlier than a fresh
+process would is all that differs: the tests about what start-up imports run the executable.
 The child gets what a subprocess would: stdin, stdout and stderr as pipes on fds 0-1-2 and no
 other descriptors, its argv (argv[0] the executable's path), its environment and working
 directory; it calls the entry point, and the interpreter ends it as it ends the script (the
@@ -221,11 +223,26 @@ def _load_entry_point(executable: str) -> Callable[[], Any]:
         raise RuntimeError(f"{len(found)} console scripts named {Path(executable).name}")
     (entry,) = found
     module = importlib.import_module(entry.module)
+    _warm(entry.module.partition(".")[0])
 
     def follow_and_call() -> Any:
         return functools.reduce(getattr, entry.attr.split("."), module)()
 
     return follow_and_call
+
+
+def _warm(package: str) -> None:
+    """Import the package's modules (not its sandbox, a test double no run imports) and with
+    them the SDK and the rest that a load imports anyway, so that each child skips that too.
+    A module the installation cannot import is left for the child to fail on, as it would."""
+    import importlib  # noqa: PLC0415
+    import pkgutil  # noqa: PLC0415
+
+    root = importlib.import_module(package)
+    for info in pkgutil.iter_modules(root.__path__, f"{package}."):
+        if info.name != f"{package}.sandbox":
+            with contextlib.suppress(ImportError):
+                importlib.import_module(info.name)
 
 
 def main() -> None:
