@@ -3,9 +3,11 @@
 #   make install   .venv (target-aha editable + pytest, ruff), .venv-meltano (Meltano), and
 #                  the project's Meltano plugins (tap-jsonl, target-aha) under .meltano/
 #   make demo      load demo/data/ into a local Aha! sandbox with `meltano run`, print the result
-#   make test      ruff, mypy, then the whole test suite (own sandboxes; about 8 minutes)
+#   make check     ruff and the fast tests (not slow, meltano or packaging), 2 workers: ~80 s
+#   make test      ruff, mypy, then the whole test suite, 2 workers (own sandboxes; ~5 minutes)
+#   make test-sdk-latest  the fast tests against the newest singer-sdk (.venv-sdk-latest)
 #   make lint      ruff and mypy
-#   make bench     the benchmarks in benchmarks/ (they print figures; about 8 minutes)
+#   make bench     the benchmarks (figures, and whether each meets its target; ~8 minutes)
 #   make clean     remove the virtualenvs, .meltano/ and output/
 #
 # Meltano lives in its own virtualenv: pip can install it beside singer-sdk 0.54, but only by
@@ -21,6 +23,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 MELTANO_VENV := .venv-meltano
+SDK_LATEST_VENV := .venv-sdk-latest
 MELTANO_SPEC ?= meltano>=4.4,<5
 MELTANO := $(MELTANO_VENV)/bin/meltano
 
@@ -28,13 +31,16 @@ DEV_STAMP := $(VENV)/.target-aha-dev.stamp
 MELTANO_STAMP := $(MELTANO_VENV)/.meltano.stamp
 PLUGINS_STAMP := .meltano/.plugins.stamp
 
+# The fast lane: everything but the tests marked slow, meltano or packaging (pyproject.toml).
+FAST := -m "not slow and not meltano and not packaging"
+
 # Meltano: no usage statistics from developer machines or CI.
 export MELTANO_SEND_ANONYMOUS_USAGE_STATS := false
 
-.PHONY: help install demo test lint bench clean
+.PHONY: help install demo check test test-sdk-latest lint bench clean
 
 help:
-	@sed -n '3,10s/^# \{0,1\}//p' Makefile
+	@sed -n '3,12s/^# \{0,1\}//p' Makefile
 
 install: $(DEV_STAMP) $(PLUGINS_STAMP)
 
@@ -71,11 +77,29 @@ lint: $(DEV_STAMP)
 	$(VENV)/bin/ruff check target_aha tests demo benchmarks
 	$(VENV)/bin/mypy target_aha
 
+check: $(DEV_STAMP)
+	$(VENV)/bin/ruff check target_aha tests demo benchmarks
+	$(VENV)/bin/pytest -q -n 2 $(FAST) tests
+
+# Two workers (each with its own zygote, tests/zygote.py), a test file each at a time for the
+# whole suite: most slow tests wait on a clock, so they overlap well, and a file's
+# module-scoped fixtures (built wheels, a Meltano project) are built once.
 test: install lint
-	MELTANO_EXECUTABLE=$(abspath $(MELTANO)) $(VENV)/bin/pytest -q tests
+	MELTANO_EXECUTABLE=$(abspath $(MELTANO)) $(VENV)/bin/pytest -q -n 2 --dist loadfile tests
+
+# The same checkout against the newest singer-sdk on PyPI, beyond the <0.55 pin (pip warns
+# about the conflict and installs it): a preview of what the next SDK breaks. Rebuilt each time.
+test-sdk-latest:
+	rm -rf $(SDK_LATEST_VENV)
+	$(call make_venv,$(SDK_LATEST_VENV))
+	$(SDK_LATEST_VENV)/bin/python -m pip install --quiet --upgrade 'pip>=25.1'
+	$(SDK_LATEST_VENV)/bin/python -m pip install --quiet -e '.[postgres]' --group dev
+	$(SDK_LATEST_VENV)/bin/python -m pip install --quiet --upgrade singer-sdk
+	@echo "singer-sdk $$($(SDK_LATEST_VENV)/bin/python -c 'import importlib.metadata as m; print(m.version("singer-sdk"))')"
+	$(SDK_LATEST_VENV)/bin/pytest -q $(FAST) tests
 
 bench: $(DEV_STAMP)
-	$(VENV)/bin/python benchmarks/run_all.py
+	$(VENV)/bin/python benchmarks/run_all.py --check
 
 clean:
-	rm -rf $(VENV) $(MELTANO_VENV) .meltano output .pytest_cache .ruff_cache .mypy_cache
+	rm -rf $(VENV) $(MELTANO_VENV) $(SDK_LATEST_VENV) .meltano output .pytest_cache .ruff_cache .mypy_cache

@@ -1,12 +1,18 @@
-"""Shared pieces of the benchmarks: a sandbox process, Singer input, and measured target runs.
+"""Shared pieces of the benchmarks: a sandbox process, Singer input, measured target runs, and
+the figures each benchmark returns with its target.
 
 Every benchmark runs the real `target-aha` executable as a child process and measures it from
 outside: wall time, CPU (user + sys) and peak RSS come from `os.wait4` on that one child, so
 the sandbox (another child, still running) never mixes into the figures.
+
+Each benchmark module has `run(quick=..., ...) -> list[Figure]`, which prints its detail lines
+and returns its figures, and a `main()` built with `cli()`: `--check` makes a missed target
+exit 1 (naming it), so CI can hold the targets without a timed assertion in the tests.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
@@ -15,7 +21,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,6 +88,50 @@ def feature_config(base_url: str | None = None, **settings: Any) -> dict[str, An
     return config
 
 
+class BenchmarkFailed(Exception):
+    """A run that a benchmark's figures depend on failed, so there are no figures."""
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One measured figure of a benchmark and the target it is held to (`value op bound`)."""
+
+    benchmark: str
+    what: str
+    value: float
+    op: str  # ">=" or "<="
+    bound: float
+
+    @property
+    def ok(self) -> bool:
+        """Whether the figure meets its target."""
+        return self.value >= self.bound if self.op == ">=" else self.value <= self.bound
+
+    def __str__(self) -> str:
+        return (f"{self.benchmark}: {self.what} = {self.value:.3g} (target {self.op} "
+                f"{self.bound:g}: {verdict(self.ok)})")
+
+
+def missed(figures: list[Figure]) -> list[Figure]:
+    """The figures that miss their targets."""
+    return [figure for figure in figures if not figure.ok]
+
+
+def cli(parser: argparse.ArgumentParser, run: Callable[..., list[Figure]]) -> None:
+    """A benchmark's `main`: parse the options into `run`'s keywords, run it, and with
+    `--check` exit 1 naming each missed target (exit 1 with the reason if a run failed)."""
+    parser.add_argument("--check", action="store_true",
+                        help="exit 1 if a figure misses its target")
+    options = vars(parser.parse_args())
+    check = options.pop("check")
+    try:
+        figures = run(**options)
+    except BenchmarkFailed as failed:
+        sys.exit(f"{parser.prog}: FAILED: {failed}")
+    if check and missed(figures):
+        sys.exit("missed: " + "; ".join(map(str, missed(figures))))
+
+
 @dataclass
 class Measured:
     """One child process's outcome as seen from outside."""
@@ -101,7 +151,7 @@ class Measured:
     def check(self, what: str) -> Measured:
         """Stop the benchmark if the run failed: a figure from a failed run means nothing."""
         if self.returncode != 0:
-            sys.exit(f"{what} exited {self.returncode}:\n{self.stderr_tail}")
+            raise BenchmarkFailed(f"{what} exited {self.returncode}:\n{self.stderr_tail}")
         return self
 
 
@@ -169,7 +219,7 @@ class SandboxProcess:
         while not port_file.exists():
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 self.stop()
-                sys.exit(f"the sandbox did not start; see {workdir / 'sandbox.log'}")
+                raise BenchmarkFailed(f"the sandbox did not start; see {workdir / 'sandbox.log'}")
             time.sleep(0.05)
         self.base_url = port_file.read_text().strip()
         self.site = self.base_url.removesuffix("/api/v1")

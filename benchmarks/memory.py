@@ -13,12 +13,13 @@ from pathlib import Path
 
 from benchlib import (
     HIGH_RATE,
+    Figure,
     Measured,
     SandboxProcess,
+    cli,
     feature_config,
     load_note,
     run_target,
-    verdict,
     workdir,
     write_input,
 )
@@ -54,8 +55,29 @@ def compare(tmp: Path, small: int, large: int, kind: str,
     return ratio
 
 
+def run(*, quick: bool = False, records: list[int] | None = None,
+        real_records: list[int] | None = None, no_real: bool = False) -> list[Figure]:
+    """Both comparisons; the figures are their peak-RSS ratios. `quick`: 10x smaller."""
+    scale = 10 if quick else 1
+    dry = records or [20_000 // scale, 200_000 // scale]
+    real = real_records or [2_000 // scale, 20_000 // scale]
+
+    print(f"memory: peak RSS of target-aha, large input / small input; {load_note()}")
+    with workdir("memory") as tmp:
+        figures = [Figure("memory", f"peak RSS, {dry[1]} / {dry[0]} records in dry run",
+                          compare(tmp, dry[0], dry[1], "dry run", None), "<=", 1.2)]
+        if not no_real:
+            with SandboxProcess(tmp) as sandbox:
+                figures.append(Figure(
+                    "memory", f"peak RSS, {real[1]} / {real[0]} records against the sandbox",
+                    compare(tmp, real[0], real[1], "real run", sandbox), "<=", 1.2))
+    for figure in figures:
+        print(figure)
+    return figures
+
+
 def main() -> None:
-    """Run the benchmark and print the figures."""
+    """Run the benchmark from the command line."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="10x smaller")
     parser.add_argument("--records", type=int, nargs=2, metavar=("SMALL", "LARGE"),
@@ -63,24 +85,7 @@ def main() -> None:
     parser.add_argument("--real-records", type=int, nargs=2, metavar=("SMALL", "LARGE"),
                         help="real-run sizes (default 2000 20000)")
     parser.add_argument("--no-real", action="store_true", help="skip the real run")
-    args = parser.parse_args()
-    scale = 10 if args.quick else 1
-    dry = args.records or [20_000 // scale, 200_000 // scale]
-    real = args.real_records or [2_000 // scale, 20_000 // scale]
-
-    print(f"memory: peak RSS of target-aha, large input / small input; {load_note()}")
-    with workdir("memory") as tmp:
-        dry_ratio = compare(tmp, dry[0], dry[1], "dry run", None)
-        real_ratio = None
-        if not args.no_real:
-            with SandboxProcess(tmp) as sandbox:
-                real_ratio = compare(tmp, real[0], real[1], "real run", sandbox)
-    line = (f"memory: peak RSS {dry[1]} / {dry[0]} records in dry run = {dry_ratio:.2f} "
-            f"(target <= 1.2: {verdict(dry_ratio <= 1.2)})")
-    if real_ratio is not None:
-        line += (f"; real run against the sandbox {real[1]} / {real[0]} = {real_ratio:.2f} "
-                 f"({verdict(real_ratio <= 1.2)})")
-    print(line)
+    cli(parser, run)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,9 @@ from typing import Any
 
 from benchlib import (
     EXECUTABLE,
+    Figure,
     Measured,
+    cli,
     feature_config,
     load_note,
     measure,
@@ -166,24 +168,15 @@ def top_functions(path: Path, count: int) -> list[tuple[str, float]]:
             for (file, line, func), values in rows]
 
 
-def main() -> None:
-    """Run the benchmark, the profile and the what-ifs; print the figures."""
-    if sys.argv[1:2] == ["--child"]:
-        child(sys.argv[2:])
-        return
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="20,000 records, no what-ifs")
-    parser.add_argument("--records", type=int, help="records for the ratio (default 100000)")
-    parser.add_argument("--profile-records", type=int, default=20_000)
-    parser.add_argument("--repeat", type=int, default=2, help="runs of each; least CPU counts")
-    parser.add_argument("--no-profile", action="store_true")
-    parser.add_argument("--no-what-if", action="store_true")
-    args = parser.parse_args()
-    records = args.records or (20_000 if args.quick else 100_000)
+def run(*, quick: bool = False, records: int | None = None, profile_records: int = 20_000,
+        repeat: int = 2, no_profile: bool = False, no_what_if: bool = False) -> list[Figure]:
+    """The ratio runs, then (unless told) the profile and the what-ifs, which print only; the
+    figure is target-aha's CPU / the null target's. `quick`: 20,000 records, no profile."""
+    records = records or (20_000 if quick else 100_000)
     py = sys.executable
 
     print(f"overhead: {records} records, dry_run, output discarded; CPU = user + sys of the "
-          f"child, least of {args.repeat} interleaved runs; {load_note()}")
+          f"child, least of {repeat} interleaved runs; {load_note()}")
     with workdir("overhead") as tmp:
         config = tmp / "config.json"
         config.write_text(json.dumps(feature_config(dry_run=True)))
@@ -191,7 +184,7 @@ def main() -> None:
         runs = rounds({
             "null target": [py, str(NULL_TARGET), "--config", str(config)],
             "target-aha": [EXECUTABLE, "--config", str(config)],
-        }, input_path, tmp, args.repeat)
+        }, input_path, tmp, repeat)
         null, aha = least(runs["null target"]), least(runs["target-aha"])
         startup = measure([EXECUTABLE, "--about"], input_path, cwd=tmp)
         null_startup = measure([py, str(NULL_TARGET), "--about"], input_path, cwd=tmp)
@@ -205,15 +198,29 @@ def main() -> None:
               f"{spread(runs['target-aha'])}")
         print(f"  target-aha spends {per_record:.0f} us more CPU per record than the null "
               f"target ({(null.cpu - null_startup.cpu) / records * 1e6:.0f} us/record)")
-        summary = (
-            f"overhead: {records} records in dry run, CPU {aha.cpu:.2f} s / {null.cpu:.2f} s "
-            f"for a do-nothing SDK target = {ratio:.2f} (target <= 1.5: "
-            f"{verdict(ratio <= 1.5)}; aim < 1.0: {verdict(ratio < 1.0)})"
-        )
-        if not args.no_profile:
-            profile(tmp, config, records if args.quick else args.profile_records,
-                    not (args.quick or args.no_what_if), args.repeat)
-    print(summary)
+        if not (quick or no_profile):
+            profile(tmp, config, profile_records, not no_what_if, repeat)
+    print(f"overhead: {records} records in dry run, CPU {aha.cpu:.2f} s / {null.cpu:.2f} s "
+          f"for a do-nothing SDK target = {ratio:.2f} (aim < 1.0: {verdict(ratio < 1.0)})")
+    figure = Figure("overhead", "CPU of target-aha / of a do-nothing SDK target", ratio, "<=",
+                    1.5)
+    print(figure)
+    return [figure]
+
+
+def main() -> None:
+    """Run the benchmark from the command line (or be the patched child)."""
+    if sys.argv[1:2] == ["--child"]:
+        child(sys.argv[2:])
+        return
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="20,000 records, no profile")
+    parser.add_argument("--records", type=int, help="records for the ratio (default 100000)")
+    parser.add_argument("--profile-records", type=int, default=20_000)
+    parser.add_argument("--repeat", type=int, default=2, help="runs of each; least CPU counts")
+    parser.add_argument("--no-profile", action="store_true")
+    parser.add_argument("--no-what-if", action="store_true")
+    cli(parser, run)
 
 
 def profile(tmp: Path, config: Path, records: int, what_ifs: bool, repeat: int) -> None:

@@ -16,12 +16,13 @@ from pathlib import Path
 from benchlib import (
     EXECUTABLE,
     HIGH_RATE,
+    Figure,
     SandboxProcess,
+    cli,
     feature_config,
     load_note,
     measure,
     run_target,
-    verdict,
     workdir,
     write_input,
 )
@@ -37,13 +38,10 @@ def operations(path: Path) -> str:
     return ", ".join(f"{key} {value}" for key, value in sorted(counts.items()))
 
 
-def main() -> None:
-    """Run the benchmark and print the figures."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="2000 records")
-    parser.add_argument("--records", type=int, help="keyed records (default 10000)")
-    args = parser.parse_args()
-    records = args.records or (2000 if args.quick else 10_000)
+def run(*, quick: bool = False, records: int | None = None) -> list[Figure]:
+    """First run, re-run, dry run; the figures are the re-run's requests and its wall time /
+    the dry run's. `quick`: 2,000 records."""
+    records = records or (2000 if quick else 10_000)
 
     print(f"resync: {records} keyed create_feature records, SQLite ledger, sandbox without "
           f"latency or rate limit; {load_note()}")
@@ -74,12 +72,21 @@ def main() -> None:
                   f"{operations(tmp / 'dry.results.jsonl')}")
         print(f"  start-up alone (target-aha --about): wall {startup.wall:.2f} s; without it "
               f"the ratio would be {(again.wall - startup.wall) / (dry.wall - startup.wall):.2f}")
-    ratio = again.wall / dry.wall
-    print(
-        f"resync: re-run of {records} unchanged records sent {sent} requests (target 0: "
-        f"{verdict(sent == 0)}), wall {again.wall:.2f} s / {dry.wall:.2f} s for a dry run = "
-        f"{ratio:.2f} (target <= 2: {verdict(ratio <= 2)})"
-    )
+    figures = [
+        Figure("resync", f"requests re-sending {records} unchanged records", sent, "<=", 0),
+        Figure("resync", "wall of the re-run / of a dry run", again.wall / dry.wall, "<=", 2),
+    ]
+    for figure in figures:
+        print(figure)
+    return figures
+
+
+def main() -> None:
+    """Run the benchmark from the command line."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="2000 records")
+    parser.add_argument("--records", type=int, help="keyed records (default 10000)")
+    cli(parser, run)
 
 
 if __name__ == "__main__":

@@ -21,12 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchlib import (
+    Figure,
     SandboxProcess,
+    cli,
     feature_config,
     load_note,
     rate_of,
     run_target,
-    verdict,
     workdir,
     write_input,
 )
@@ -100,48 +101,39 @@ def describe(o: Outcome, limit: int) -> str:
     )
 
 
-def main() -> None:
-    """Run the benchmark and print the figures."""
-    if sys.argv[1:2] == [WHAT_IF]:
-        child(sys.argv[2:])
-        return
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="500 records, one concurrency")
-    parser.add_argument("--records", type=int, help="creates per run (default 2000)")
-    parser.add_argument("--limit", type=int, default=100, help="requests/s, both sides")
-    parser.add_argument("--latency-ms", type=float, default=50)
-    parser.add_argument("--concurrency", type=int, nargs="+", help="default: 8 16")
-    parser.add_argument("--no-control", action="store_true", help="skip the control run")
-    parser.add_argument("--what-if", action="store_true",
-                        help="also run a target patched to pause on 429 only")
-    args = parser.parse_args()
-    records = args.records or (500 if args.quick else 2000)
-    levels = args.concurrency or ([8] if args.quick else [8, 16])
-    limit = args.limit
+def run(*, quick: bool = False, records: int | None = None, limit: int = 100,
+        latency_ms: float = 50, concurrency: list[int] | None = None, no_control: bool = False,
+        what_if: bool = False) -> list[Figure]:
+    """The runs at each max_concurrency (then the control and what-if runs, which print only);
+    the figures are the best share of the limit and the 429s over all of them. `quick`: 400
+    records at max_concurrency 8, no control run."""
+    records = records or (400 if quick else 2000)
+    levels = concurrency or ([8] if quick else [8, 16])
+    control_run = not (quick or no_control)
 
     print(f"saturation: {records} x create_feature, sandbox {limit}/s + 100000/min, "
-          f"latency {args.latency_ms:g} ms; target max_requests_per_second {limit}; "
+          f"latency {latency_ms:g} ms; target max_requests_per_second {limit}; "
           f"{load_note()}")
     with workdir("saturation") as tmp:
         input_path = write_input(tmp / "input.jsonl", records)
         outcomes = []
         with SandboxProcess(tmp, per_second=limit, per_minute=100_000,
-                            latency_ms=args.latency_ms) as sandbox:
+                            latency_ms=latency_ms) as sandbox:
             for level in levels:
                 outcomes.append(run_once(sandbox, input_path, tmp, concurrency=level,
                                          limit=limit, name=f"c{level}"))
                 print(describe(outcomes[-1], limit), flush=True)
-        if not args.no_control:
+        if control_run:
             with SandboxProcess(tmp, per_second=limit + 1, per_minute=100_000,
-                                latency_ms=args.latency_ms) as sandbox:
+                                latency_ms=latency_ms) as sandbox:
                 control = run_once(sandbox, input_path, tmp, concurrency=levels[0],
                                    limit=limit, name="control")
             print(f"  control, sandbox limit {limit + 1}/s (never answers "
                   "X-Ratelimit-Remaining: 0):")
             print("  " + describe(control, limit), flush=True)
-        if args.what_if:
+        if what_if:
             with SandboxProcess(tmp, per_second=limit, per_minute=100_000,
-                                latency_ms=args.latency_ms) as sandbox:
+                                latency_ms=latency_ms) as sandbox:
                 for level in levels:
                     patched = run_once(sandbox, input_path, tmp, concurrency=level,
                                        limit=limit, name=f"what-if-c{level}",
@@ -155,11 +147,33 @@ def main() -> None:
     throttled = sum(o.throttled for o in outcomes)
     print(
         f"saturation: {records} creates at {best.rate:.1f} req/s = {ratio:.2f} of the "
-        f"{limit}/s limit (target >= 0.9: {verdict(ratio >= 0.9)}), {throttled} x 429 "
-        f"(target 0: {verdict(throttled == 0)}), max {max(o.max_per_second for o in outcomes)}"
+        f"{limit}/s limit, {throttled} x 429, max {max(o.max_per_second for o in outcomes)}"
         f" in any 1 s; best of max_concurrency {', '.join(map(str, levels))} was "
         f"{best.concurrency}"
     )
+    figures = [Figure("saturation", f"share of the {limit}/s limit used", ratio, ">=", 0.9),
+               Figure("saturation", "answers 429", throttled, "<=", 0)]
+    for figure in figures:
+        print(figure)
+    return figures
+
+
+def main() -> None:
+    """Run the benchmark from the command line (or be the what-if child)."""
+    if sys.argv[1:2] == [WHAT_IF]:
+        child(sys.argv[2:])
+        return
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="400 records, one concurrency, no control run")
+    parser.add_argument("--records", type=int, help="creates per run (default 2000)")
+    parser.add_argument("--limit", type=int, default=100, help="requests/s, both sides")
+    parser.add_argument("--latency-ms", type=float, default=50)
+    parser.add_argument("--concurrency", type=int, nargs="+", help="default: 8 16")
+    parser.add_argument("--no-control", action="store_true", help="skip the control run")
+    parser.add_argument("--what-if", action="store_true",
+                        help="also run a target patched to pause on 429 only")
+    cli(parser, run)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,9 @@
-"""Shared fixtures: a sandbox per test, and running the real `target-aha` executable."""
+"""Shared fixtures: a sandbox per test, and running `target-aha` as a user would.
+
+`run_target` runs the console script's entry point in a fresh process: a fork of a warm zygote
+(tests/zygote.py) unless the run changes a start-up variable or AHA_TESTS_REAL_EXECUTABLE=1 is
+set, in which case (as for the tests that call EXECUTABLE directly) the real executable starts.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +21,7 @@ from typing import Any
 import pytest
 
 from target_aha.sandbox import Sandbox
+from tests.zygote import Zygote
 
 TOKEN = "sandbox-token"
 REPO = Path(__file__).parent.parent
@@ -81,8 +87,34 @@ def state(value: dict[str, Any]) -> dict[str, Any]:
     return {"type": "STATE", "value": value}
 
 
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark `postgres` the tests that start the server, wherever they live."""
+    for item in items:
+        if "postgres_url" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.postgres)
+
+
+def _user_env() -> dict[str, str]:
+    """The environment a run starts from: the test session's, without target-aha settings."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("TARGET_AHA_")}
+
+
+@pytest.fixture(scope="session")
+def zygote(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Zygote | None]:
+    """One warm `target-aha` per test session (per xdist worker), started on first use."""
+    if os.environ.get("AHA_TESTS_REAL_EXECUTABLE") == "1":
+        yield None
+        return
+    started = Zygote(EXECUTABLE, _user_env(), tmp_path_factory.mktemp("zygote") / "log")
+    try:
+        yield started
+    finally:
+        started.close()
+
+
 @pytest.fixture
-def run_target(tmp_path: Path):
+def run_target(tmp_path: Path, zygote: Zygote | None):
     """Run `target-aha --config <file>` with Singer messages on stdin."""
     counter = iter(range(1000))
 
@@ -108,17 +140,13 @@ def run_target(tmp_path: Path):
         stdin = "".join(
             (m if isinstance(m, str) else json.dumps(m)) + "\n" for m in messages
         )
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TARGET_AHA_")} | (
-            env or {})
-        proc = subprocess.run(
-            [EXECUTABLE, "--config", str(config_path), *extra_args],
-            input=stdin,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            env=env,
-            check=False,
-        )
+        env = _user_env() | (env or {})
+        argv = [EXECUTABLE, "--config", str(config_path), *extra_args]
+        if zygote is not None and zygote.stands_in_for(env):
+            proc = zygote.run(argv, input=stdin, env=env, cwd=os.getcwd(), timeout=timeout)
+        else:
+            proc = subprocess.run(argv, input=stdin, capture_output=True, text=True,
+                                  timeout=timeout, env=env, check=False)
         return Run(proc.returncode, proc.stdout, proc.stderr, Path(full["results_path"]))
 
     return run

@@ -2,11 +2,12 @@
 
 `Hostile(answer)` calls `answer(seen)` for each request and sends back the
 `(status, headers, body)` it returns; every request is kept in `seen` so a test can check what
-arrived (and that a secret did or did not).
+arrived (and that a secret did or did not). tests/receiver.py builds a fixed-status receiver on it.
 """
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,19 +17,25 @@ from typing import Any
 
 @dataclass(frozen=True)
 class Seen:
-    """One request as it arrived (`path` with its query)."""
+    """One request as it arrived (`path` with its query); `raw` is its request line, headers
+    and body as bytes, for grepping a secret."""
 
     method: str
     path: str
     headers: dict[str, str]
     body: bytes
+    raw: bytes
+
+    def json(self) -> Any:
+        """The body parsed as JSON."""
+        return json.loads(self.body)
 
 
 Reply = tuple[int, dict[str, str], bytes]
 
 
 class Hostile:
-    """Serves until `close()`; `url` is its root."""
+    """Serves from construction until `close()` (or the end of a `with`); `url` is its root."""
 
     def __init__(self, answer: Callable[[Seen], Reply]) -> None:
         self.seen: list[Seen] = []
@@ -42,7 +49,9 @@ class Hostile:
 
             def _any(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                seen = Seen(self.command, self.path, dict(self.headers.items()), body)
+                head = f"{self.requestline}\r\n{self.headers}".encode()
+                seen = Seen(self.command, self.path, dict(self.headers.items()), body,
+                            head + body)
                 hostile.seen.append(seen)
                 status, headers, data = answer(seen)
                 self.send_response(status)
@@ -63,3 +72,9 @@ class Hostile:
         """Stop serving."""
         self._server.shutdown()
         self._server.server_close()
+
+    def __enter__(self) -> Hostile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

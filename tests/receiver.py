@@ -1,88 +1,44 @@
-"""A tiny HTTP server that records every request as it arrived: a webhook, or another host.
+"""A webhook, or another host, that records every request: a `Hostile` with a fixed answer.
 
-It answers `status` (200 by default; set it to 500 to play a broken webhook) with a small
-JSON body, and can be stopped to play one that is down. Requests are kept with their raw
-bytes (request line, headers and body) so a test can grep them for a secret.
+It answers `status` (200 by default; 500 plays a broken webhook) with a small JSON body, and
+stops at the end of its `with` to play one that is down. `received` holds the requests it
+answered with a 2xx, `failed_raw` the raw bytes of the others, `attempts` counts both.
 """
 
 from __future__ import annotations
 
 import json
 import threading
-from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+
+from tests.hostile import Hostile, Reply, Seen
 
 
-@dataclass
-class Received:
-    """One request as the receiver saw it."""
-
-    method: str
-    path: str
-    headers: dict[str, str]
-    body: bytes
-    raw: bytes
-
-    def json(self) -> Any:
-        """The body parsed as JSON."""
-        return json.loads(self.body)
-
-
-class Receiver:
-    """Start with `with Receiver() as r:`; `r.url` is its root, `r.received` what came."""
+class Receiver(Hostile):
+    """`with Receiver() as r:`; `r.url` is its root, `r.received` what came."""
 
     def __init__(self, status: int = 200) -> None:
         self.status = status
-        self.received: list[Received] = []
-        self.failed_raw: list[bytes] = []  # requests answered with a non-2xx status
-        self.attempts = 0
+        self.received: list[Seen] = []
+        self.failed_raw: list[bytes] = []
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        super().__init__(self._answer)
 
-    def _handler(self) -> type[BaseHTTPRequestHandler]:
-        receiver = self
+    def _answer(self, seen: Seen) -> Reply:
+        ok = 200 <= self.status < 300
+        with self._lock:
+            if ok:
+                self.received.append(seen)
+            else:
+                self.failed_raw.append(seen.raw)
+        return self.status, {}, json.dumps({"ok": ok, "id": "ext-1"}).encode()
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-            def _any(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                head = f"{self.requestline}\r\n{self.headers}".encode()
-                with receiver._lock:
-                    receiver.attempts += 1
-                    status = receiver.status
-                    if 200 <= status < 300:
-                        receiver.received.append(Received(
-                            self.command, self.path, dict(self.headers.items()), body,
-                            head + body,
-                        ))
-                    else:
-                        receiver.failed_raw.append(head + body)
-                answer = json.dumps({"ok": 200 <= status < 300, "id": "ext-1"}).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(answer)))
-                self.end_headers()
-                self.wfile.write(answer)
-
-            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _any  # noqa: N815
-
-        return Handler
+    @property
+    def attempts(self) -> int:
+        """Requests that arrived, answered with any status."""
+        return len(self.seen)
 
     def __enter__(self) -> Receiver:
-        self._thread.start()
         return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
 
     def all_raw(self) -> bytes:
         """Every byte received, answered or not."""

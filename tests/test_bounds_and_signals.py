@@ -139,6 +139,7 @@ def messages(*lines: dict | str) -> str:
     return "".join((x if isinstance(x, str) else json.dumps(x)) + "\n" for x in lines)
 
 
+@pytest.mark.slow
 def test_a_trickled_answer_is_cut_at_request_timeout(tmp_path: Path) -> None:
     # Headers at 4 bytes a second: every socket read succeeds, so only a bound on the whole
     # request ends it. request_timeout 2 with one retry: two attempts of about 2 s, then the
@@ -168,6 +169,7 @@ def test_a_trickled_answer_is_cut_at_request_timeout(tmp_path: Path) -> None:
     assert results(tmp_path) == []
 
 
+@pytest.mark.slow
 def test_a_huge_answer_is_not_read_into_memory(tmp_path: Path) -> None:
     # A 300 MB answer to the create (and to --test's GET /me) is read only up to 16 MiB:
     # the run ends with a message saying so, and the child's peak memory stays far below.
@@ -219,6 +221,7 @@ def wait_for(condition: Callable[[], bool], seconds: float = 20) -> None:
         time.sleep(0.05)
 
 
+@pytest.mark.slow
 def test_sigterm_ends_a_run_stuck_on_a_request(tmp_path: Path) -> None:
     # The first record settles (and its STATE is emitted); the second hangs on a server that
     # never answers, and the drain before STATE {"n": 2} waits for it. SIGTERM must end the
@@ -262,6 +265,7 @@ def test_sigint_with_everything_settled_emits_state_and_exits_non_zero(
     assert "Traceback" not in err
 
 
+@pytest.mark.slow
 def test_a_bad_line_waits_for_the_requests_in_flight(sandbox: Sandbox, run_target) -> None:
     # 10 creates in flight on a slow Aha! when an invalid line arrives: each object Aha!
     # created has its results line, so nothing created is unaccounted for.

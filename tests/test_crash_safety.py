@@ -11,6 +11,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from target_aha.sandbox import Sandbox
 from tests.conftest import EXECUTABLE, TOKEN, record, schema, state
 
@@ -64,6 +66,7 @@ def one_per_key(sb: Sandbox, n: int) -> None:
     assert counts == Counter({f"request {i}": 1 for i in range(n)})
 
 
+@pytest.mark.slow
 def test_sigkill_at_several_points_then_rerun(sandbox: Sandbox, tmp_path: Path) -> None:
     sandbox.configure(latency_ms=60, latency_jitter_ms=40)
     data = write_input(tmp_path / "in.jsonl", N)
@@ -102,6 +105,7 @@ def test_sigkill_at_several_points_then_rerun(sandbox: Sandbox, tmp_path: Path) 
     assert {r["status"] for r in results} == {"succeeded"}
 
 
+@pytest.mark.slow
 def test_commit_then_timeout_faults_create_each_key_once(
     sandbox: Sandbox, tmp_path: Path
 ) -> None:
@@ -120,6 +124,7 @@ def test_commit_then_timeout_faults_create_each_key_once(
     assert set(by_key.values()) == {o["id"] for o in sandbox.objects("feature")}
 
 
+@pytest.mark.slow
 def test_two_runs_at_once_share_a_postgres_ledger(
     sandbox: Sandbox, tmp_path: Path, postgres_url: str
 ) -> None:
@@ -143,6 +148,7 @@ def test_two_runs_at_once_share_a_postgres_ledger(
     assert ops == {"create": 120, "unchanged": 120}
 
 
+@pytest.mark.slow
 def test_commit_then_5xx_creates_each_key_once(sandbox: Sandbox, tmp_path: Path) -> None:
     # A gateway answering 502 after Aha! committed: a blind retry would create a duplicate.
     sandbox.configure(commit_error_rate=0.15, error_status=502)

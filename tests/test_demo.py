@@ -100,6 +100,7 @@ def assert_tree(text: str) -> None:
             assert refs[node].startswith(refs[parent] + "-"), (node, refs[node], refs[parent])
 
 
+@pytest.mark.meltano
 def test_the_tree_input_has_children_before_their_parents(tmp_path) -> None:
     # One tap-jsonl reads demo/data/tree/*.jsonl as one stream, file after file in name order,
     # and the tap's stream maps split it: one stream per file, its own fields and key only.
@@ -189,6 +190,7 @@ def test_show_prints_each_object_under_its_parent(sandbox: Sandbox) -> None:
     assert "Duplicates: none" in shown
 
 
+@pytest.mark.meltano
 def test_demo_prints_what_the_readme_says(tmp_path) -> None:
     # `make demo` runs demo/run.sh; the README quotes its second run's total.
     meltano = find_meltano()

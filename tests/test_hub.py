@@ -236,6 +236,7 @@ def test_hub_entries_name_the_variant_and_its_maintainer() -> None:
     assert defaults == {"loaders": {"target-aha": hub()["variant"]}}
 
 
+@pytest.mark.slow
 def test_regenerate_into_a_hub_checkout(tmp_path: Path) -> None:
     # `--into` adds the files where the Hub's CI looks: the definition in a directory named
     # after the plugin (yaml_check_names), the variant among the maintainers
@@ -443,6 +444,7 @@ def hub_project(tmp_path_factory: pytest.TempPathFactory) -> MeltanoProject:
 
 
 @needs_meltano
+@pytest.mark.meltano
 def test_meltano_add_from_ref_adds_the_loader(hub_project: MeltanoProject) -> None:
     plugins = hub_project.added["plugins"]
     assert list(plugins) == ["loaders"], list(plugins)
@@ -453,6 +455,7 @@ def test_meltano_add_from_ref_adds_the_loader(hub_project: MeltanoProject) -> No
 
 
 @needs_meltano
+@pytest.mark.meltano
 def test_meltano_invoke_about_lists_the_hub_settings(hub_project: MeltanoProject) -> None:
     run = hub_project.run("invoke", "target-aha", "--about", "--format=json")
     about = json.loads(run.stdout)
@@ -464,6 +467,7 @@ def test_meltano_invoke_about_lists_the_hub_settings(hub_project: MeltanoProject
 
 
 @needs_meltano
+@pytest.mark.meltano
 def test_meltano_keeps_the_api_key_secret(hub_project: MeltanoProject) -> None:
     root = hub_project.root
     set_key = hub_project.run("config", "set", "target-aha", "api_key", SECRET)
@@ -479,6 +483,7 @@ def test_meltano_keeps_the_api_key_secret(hub_project: MeltanoProject) -> None:
 
 
 @needs_meltano
+@pytest.mark.meltano
 def test_meltano_dry_run_with_the_hub_settings(
     hub_project: MeltanoProject, tmp_path: Path,
 ) -> None:
@@ -552,6 +557,7 @@ def test_usage_snippet_is_a_working_config(tmp_path: Path) -> None:
 
 
 @needs_meltano
+@pytest.mark.meltano
 def test_meltano_round_trips_the_hub_numbers(hub_project: MeltanoProject) -> None:
     # Every number is an `integer` setting in the Hub file: `meltano config set` stores a
     # plain number, and one from the environment reaches target-aha (Meltano 4.4 crashed on

@@ -253,6 +253,7 @@ def wait_until(condition: Any, timeout: float = 20) -> None:
         time.sleep(0.02)
 
 
+@pytest.mark.slow
 def test_two_runs_at_once_on_one_sqlite_ledger(sandbox: Sandbox, tmp_path: Path) -> None:
     sandbox.configure(latency_ms=40, latency_jitter_ms=20)
     ledger = tmp_path / "ledger.sqlite"
@@ -352,6 +353,7 @@ def test_ledger_lost_after_a_create_keeps_the_outcome(tmp_path: Path) -> None:
     assert "next run finds this object and adopts it" in message
 
 
+@pytest.mark.slow
 def test_full_disk_mid_run_stops_with_a_message(sandbox: Sandbox, tmp_path: Path) -> None:
     ledger = tmp_path / "ledger.sqlite"
     cfg = {"base_url": sandbox.base_url, "api_key": TOKEN, "ledger_path": str(ledger),

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections import Counter
 
+import pytest
+
 from target_aha.sandbox import Sandbox
 from tests.conftest import record, schema, state
 
@@ -21,6 +23,7 @@ def names_once(sb: Sandbox, n: int) -> None:
     assert counts == Counter({f"feature {i}": 1 for i in range(n)})
 
 
+@pytest.mark.slow
 def test_within_the_sandbox_limit_no_429(sandbox: Sandbox, run_target) -> None:
     sandbox.configure(rate_per_second=10, rate_per_minute=1000)
     cfg, messages = feature_run(30, max_requests_per_second=10, max_concurrency=8)
@@ -33,6 +36,7 @@ def test_within_the_sandbox_limit_no_429(sandbox: Sandbox, run_target) -> None:
     assert run.states == [{"done": 30}]
 
 
+@pytest.mark.slow
 def test_minute_window_is_respected(sandbox: Sandbox, run_target) -> None:
     # The minute window stands in for Aha!'s 300/min: scaled down, 12 per "minute" would
     # take 60 s, so only check that a second window also holds under a low second limit.
@@ -44,6 +48,7 @@ def test_minute_window_is_respected(sandbox: Sandbox, run_target) -> None:
     assert sandbox.stats()["max_per_second"] <= 4
 
 
+@pytest.mark.slow
 def test_429s_are_absorbed_when_the_sandbox_is_stricter(sandbox: Sandbox, run_target) -> None:
     sandbox.configure(rate_per_second=5, rate_per_minute=1000)
     cfg, messages = feature_run(30, max_requests_per_second=50, max_concurrency=8)
@@ -55,6 +60,7 @@ def test_429s_are_absorbed_when_the_sandbox_is_stricter(sandbox: Sandbox, run_ta
     assert run.states == [{"done": 30}]
 
 
+@pytest.mark.slow
 def test_retry_after_is_honoured(sandbox: Sandbox, run_target) -> None:
     sandbox.configure(rate_per_second=5, send_retry_after=True)
     cfg, messages = feature_run(15, max_requests_per_second=50)

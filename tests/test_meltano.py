@@ -14,7 +14,7 @@ import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 import yaml
@@ -35,40 +35,71 @@ SPEC_SETTINGS = {
 
 
 MELTANO = find_meltano()
-pytestmark = pytest.mark.skipif(
+pytestmark = [pytest.mark.meltano, pytest.mark.skipif(
     MELTANO is None,
     reason="Meltano is not installed: `make install` puts it in .venv-meltano "
     "(or set MELTANO_EXECUTABLE)",
-)
+)]
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def meltano(args: list[str], env: dict[str, str], timeout: float = 300,
+Project = TypeVar("Project", bound="MeltanoProject")
+
+
+@dataclass
+class MeltanoProject:
+    """A Meltano project directory and the environment its commands run in: a system
+    database, key ledger and results of its own and no TARGET_AHA_*, TAP_JSONL* or MELTANO_*
+    from outside, so runs never see each other's state or a developer's."""
+
+    root: Path
+    env: dict[str, str]
+
+    @classmethod
+    def isolated(cls: type[Project], root: Path, state: Path, **env: str) -> Project:
+        """`root`'s meltano.yml; its system database and ledger under `state`; then `env`."""
+        outside = {k: v for k, v in os.environ.items()
+                   if not k.startswith(("TARGET_AHA_", "TAP_JSONL", "MELTANO_"))}
+        return cls(root, outside | {
+            "MELTANO_DATABASE_URI": f"sqlite:///{state / 'meltano.db'}",
+            "MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false",
+            "TARGET_AHA_LEDGER_PATH": str(state / "ledger.sqlite"),
+        } | env)
+
+    def run(self, *args: str, env: dict[str, str] | None = None, input: str | None = None,
             ) -> subprocess.CompletedProcess[str]:
-    assert MELTANO is not None
-    return subprocess.run(
-        [MELTANO, *args], cwd=REPO, env=env, capture_output=True, text=True,
-        timeout=timeout, stdin=subprocess.DEVNULL, check=False,
-    )
+        """`meltano ARGS` in the project, `env` over its environment, `input` on stdin."""
+        assert MELTANO is not None
+        stdin: dict[str, Any] = {"stdin": subprocess.DEVNULL} if input is None else {
+            "input": input}
+        return subprocess.run(
+            [MELTANO, *args], cwd=self.root, env={**self.env, **(env or {})},
+            capture_output=True, text=True, timeout=300, check=False, **stdin,
+        )
 
 
 @pytest.fixture
-def meltano_env(tmp_path: Path) -> dict[str, str]:
-    """The environment of one Meltano invocation: isolated state, ledger and results."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("TARGET_AHA_", "TAP_JSONL", "MELTANO_"))}
-    env.update({
-        "MELTANO_DATABASE_URI": f"sqlite:///{tmp_path / 'meltano.db'}",
-        "MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false",
-        "MELTANO_ENVIRONMENT": "dev",
-        "TARGET_AHA_API_KEY": TOKEN,
-        "TARGET_AHA_RESULTS_PATH": str(tmp_path / "aha-results.jsonl"),
-        "TARGET_AHA_LEDGER_PATH": str(tmp_path / "ledger.sqlite"),
-    })
-    return env
+def repo_project(tmp_path: Path, sandbox: Sandbox) -> MeltanoProject:
+    """This repository's meltano.yml (environment dev) loading into the test's sandbox, with
+    its own state, ledger and results file."""
+    return MeltanoProject.isolated(
+        REPO, tmp_path, MELTANO_ENVIRONMENT="dev", TARGET_AHA_API_KEY=TOKEN,
+        TARGET_AHA_RESULTS_PATH=str(tmp_path / "aha-results.jsonl"),
+        TARGET_AHA_BASE_URL=sandbox.base_url,
+    )
+
+
+def results_of(project: MeltanoProject) -> list[dict[str, Any]]:
+    """The lines of the results file the project's runs wrote."""
+    return read_jsonl(Path(project.env["TARGET_AHA_RESULTS_PATH"]))
+
+
+def singer_input(messages: list[dict[str, Any]]) -> str:
+    """Singer messages as a tap writes them, one JSON object per line."""
+    return "".join(json.dumps(m) + "\n" for m in messages)
 
 
 def expected_description(row: dict[str, Any]) -> str:
@@ -85,17 +116,15 @@ def header(request: dict[str, Any], name: str) -> str | None:
     return None
 
 
-def test_meltano_run_loads_the_sample_data(
-    sandbox: Sandbox, meltano_env: dict[str, str], tmp_path: Path,
-) -> None:
-    env = {**meltano_env, "TARGET_AHA_BASE_URL": sandbox.base_url}
+def test_meltano_run_loads_the_sample_data(sandbox: Sandbox, repo_project: MeltanoProject,
+                                           ) -> None:
     intake = read_jsonl(DATA / "intake_requests.jsonl")
     vendors = read_jsonl(DATA / "vendors.jsonl")
     okrs = read_jsonl(DATA / "okrs.jsonl")
 
     # The job load-aha is `tap-jsonl target-aha tap-jsonl--vendors target-aha
     # tap-jsonl--okrs target-aha`: tap-jsonl reads one stream per extractor.
-    run = meltano(["run", "load-aha"], env)
+    run = repo_project.run("run", "load-aha")
     assert run.returncode == 0, run.stderr[-6000:]
 
     # One feature per intake request, in release PRJ1-R-1, named and described by the stream map.
@@ -135,7 +164,7 @@ def test_meltano_run_loads_the_sample_data(
         assert row["internal_notes"] not in everything
 
     # The results file: one succeeded line per record, keyed by the upstream ids, no token.
-    results_path = Path(env["TARGET_AHA_RESULTS_PATH"])
+    results_path = Path(repo_project.env["TARGET_AHA_RESULTS_PATH"])
     results = read_jsonl(results_path)
     assert len(results) == len(intake) + len(vendors) + len(okrs)
     assert {r["status"] for r in results} == {"succeeded"}, results
@@ -152,44 +181,43 @@ def test_meltano_run_loads_the_sample_data(
 
 
 
-def test_meltano_rerun_sends_nothing_new(sandbox: Sandbox, meltano_env: dict[str, str]) -> None:
+def test_meltano_rerun_sends_nothing_new(sandbox: Sandbox, repo_project: MeltanoProject,
+                                         ) -> None:
     # tap-jsonl 0.3.1 reads every file again on every run (it never finds its own bookmark),
     # so what keeps a re-run from duplicating everything in Aha! is target-aha's key ledger:
     # the same records again are `unchanged`, and nothing is sent.
-    env = {**meltano_env, "TARGET_AHA_BASE_URL": sandbox.base_url}
-    first = meltano(["run", "load-aha"], env)
+    first = repo_project.run("run", "load-aha")
     assert first.returncode == 0, first.stderr[-6000:]
     created = {kind: len(sandbox.objects(kind))
                for kind in ("feature", "goal", "custom_object_record")}
     sandbox.clear_requests()
-    again = meltano(["run", "--full-refresh", "load-aha"], env)
+    again = repo_project.run("run", "--full-refresh", "load-aha")
     assert again.returncode == 0, again.stderr[-6000:]
     assert [r for r in sandbox.requests() if r["method"] != "GET"] == []
     assert {kind: len(sandbox.objects(kind)) for kind in created} == created
-    results = read_jsonl(Path(env["TARGET_AHA_RESULTS_PATH"]))
+    results = results_of(repo_project)
     second = results[len(results) // 2:]
     assert len(results) == 2 * sum(created.values())
     assert {(r["operation"], r["status"]) for r in second} == {("unchanged", "succeeded")}
 
 
 def test_plain_tap_target_pair_loads_intake_requests(
-    sandbox: Sandbox, meltano_env: dict[str, str],
+    sandbox: Sandbox, repo_project: MeltanoProject,
 ) -> None:
     # The first thing a user types: one extractor, one loader.
-    env = {**meltano_env, "TARGET_AHA_BASE_URL": sandbox.base_url}
-    run = meltano(["run", "tap-jsonl", "target-aha"], env)
+    run = repo_project.run("run", "tap-jsonl", "target-aha")
     assert run.returncode == 0, run.stderr[-6000:]
     titles = {row["title"] for row in read_jsonl(DATA / "intake_requests.jsonl")}
     assert {f["name"] for f in sandbox.objects("feature")} == titles
     assert sandbox.objects("goal") == []
-    results = read_jsonl(Path(env["TARGET_AHA_RESULTS_PATH"]))
+    results = results_of(repo_project)
     assert len(results) == len(titles)
     assert {(r["stream"], r["endpoint"], r["status"]) for r in results} == {
         ("intake_requests", "create_feature", "succeeded")}
 
 
-def test_meltano_invoke_about_lists_every_setting(meltano_env: dict[str, str]) -> None:
-    run = meltano(["invoke", "target-aha", "--about", "--format=json"], meltano_env)
+def test_meltano_invoke_about_lists_every_setting(repo_project: MeltanoProject) -> None:
+    run = repo_project.run("invoke", "target-aha", "--about", "--format=json")
     assert run.returncode == 0, run.stderr[-6000:]
     about = json.loads(run.stdout)
     assert about["name"] == "target-aha"
@@ -252,13 +280,9 @@ def repo_loader() -> dict[str, Any]:
     return loader
 
 
-@dataclass
-class UserProject:
+class UserProject(MeltanoProject):
     """A throwaway Meltano project (own system database) with this checkout installed as
     target-aha; each test writes the loader entry it needs into meltano.yml."""
-
-    root: Path
-    env: dict[str, str]
 
     def use(self, loader: dict[str, Any], base_url: str) -> None:
         """meltano.yml: the entry as given (pip_url: this checkout, as PyPI has no release
@@ -274,25 +298,13 @@ class UserProject:
         }
         (self.root / "meltano.yml").write_text(yaml.safe_dump(project, sort_keys=False))
 
-    def run(self, *args: str, env: dict[str, str] | None = None,
-            ) -> subprocess.CompletedProcess[str]:
-        assert MELTANO is not None
-        return subprocess.run(
-            [MELTANO, *args], cwd=self.root, env={**self.env, **(env or {})},
-            capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL, check=False,
-        )
-
 
 @pytest.fixture(scope="module")
 def user_project(tmp_path_factory: pytest.TempPathFactory) -> UserProject:
     base = tmp_path_factory.mktemp("user-project")
     root = base / "project"
     root.mkdir()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TARGET_AHA_", "MELTANO_"))}
-    env.update({"MELTANO_DATABASE_URI": f"sqlite:///{base / 'meltano.db'}",
-                "MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false",
-                "TARGET_AHA_LEDGER_PATH": str(base / "ledger.sqlite")})
-    project = UserProject(root, env)
+    project = UserProject.isolated(root, base)
     project.use(readme_loader("plugins:\n  loaders:"), "http://127.0.0.1:9/api/v1")
     install = project.run("install", "--plugin-type", "loader", "target-aha")
     assert install.returncode == 0, install.stderr[-6000:]
@@ -367,9 +379,10 @@ def test_numbers_round_trip_through_meltano_config_set_and_the_environment(
     assert "state_interval_seconds" in zero.stderr, zero.stderr[-3000:]
 
 
-def config_test(env: dict[str, str]) -> tuple[subprocess.CompletedProcess[str], list[str]]:
+def config_test(project: MeltanoProject, env: dict[str, str] | None = None,
+                ) -> tuple[subprocess.CompletedProcess[str], list[str]]:
     """`meltano config test target-aha` at debug level, and the loader's lines it logged."""
-    run = meltano(["--log-level=debug", "config", "test", "target-aha"], env)
+    run = project.run("--log-level=debug", "config", "test", "target-aha", env=env)
     output = run.stdout + run.stderr
     invoked = output.index("Invoking: ")
     lines = [line.split("[debug    ] meltano      ", 1)[1]
@@ -379,9 +392,9 @@ def config_test(env: dict[str, str]) -> tuple[subprocess.CompletedProcess[str], 
 
 
 def test_config_test_passes_with_the_read_only_checks(
-    sandbox: Sandbox, meltano_env: dict[str, str],
+    sandbox: Sandbox, repo_project: MeltanoProject,
 ) -> None:
-    run, lines = config_test({**meltano_env, "TARGET_AHA_BASE_URL": sandbox.base_url})
+    run, lines = config_test(repo_project)
     output = run.stdout + run.stderr
     # Meltano's own verdict on what target-aha answered: exit 0 and no line with "error" or
     # "exception" (its rule), so it logs that the test passed.
@@ -406,11 +419,9 @@ def test_config_test_passes_with_the_read_only_checks(
 
 
 def test_config_test_fails_with_the_test_message(
-    sandbox: Sandbox, meltano_env: dict[str, str],
+    sandbox: Sandbox, repo_project: MeltanoProject,
 ) -> None:
-    env = {**meltano_env, "TARGET_AHA_BASE_URL": sandbox.base_url,
-           "TARGET_AHA_API_KEY": "wrong-token"}
-    run, lines = config_test(env)
+    run, lines = config_test(repo_project, {"TARGET_AHA_API_KEY": "wrong-token"})
     output = run.stdout + run.stderr
     assert run.returncode != 0
     assert TEST_VERDICT not in output
@@ -427,7 +438,7 @@ def test_config_test_fails_with_the_test_message(
 
 
 def test_a_run_that_stops_early_under_meltano_says_why_and_leaves_no_open_files(
-    sandbox: Sandbox, meltano_env: dict[str, str],
+    sandbox: Sandbox, repo_project: MeltanoProject,
 ) -> None:
     # A stream without a destination stops the run at its SCHEMA, after the results file and
     # the ledger were opened; Meltano shows Python's warnings, so an unclosed file would show.
@@ -436,12 +447,7 @@ def test_a_run_that_stops_early_under_meltano_says_why_and_leaves_no_open_files(
          "schema": {"type": "object", "properties": {"id": {"type": "string"}}}},
         {"type": "RECORD", "stream": "backlog", "record": {"id": "BL-1"}},
     ]
-    assert MELTANO is not None
-    run = subprocess.run(
-        [MELTANO, "invoke", "target-aha"], cwd=REPO, capture_output=True, text=True,
-        env={**meltano_env, "TARGET_AHA_BASE_URL": sandbox.base_url}, timeout=300,
-        input="".join(json.dumps(m) + "\n" for m in messages), check=False,
-    )
+    run = repo_project.run("invoke", "target-aha", input=singer_input(messages))
     assert run.returncode == 1
     assert "Stream 'backlog' has no destination" in run.stderr, run.stderr[-3000:]
     assert "ResourceWarning" not in run.stderr, run.stderr[-3000:]
@@ -450,13 +456,12 @@ def test_a_run_that_stops_early_under_meltano_says_why_and_leaves_no_open_files(
 
 
 def test_a_postgresql_ledger_without_the_extra_says_to_install_it(
-    sandbox: Sandbox, meltano_env: dict[str, str],
+    sandbox: Sandbox, repo_project: MeltanoProject,
 ) -> None:
     # The project's plugin is installed without extras (pip_url: -e .), so no psycopg.
-    env = {**meltano_env, "TARGET_AHA_BASE_URL": sandbox.base_url,
-           "TARGET_AHA_LEDGER_PATH": "postgresql://aha:secret-pw@127.0.0.1:9/aha"}
     # A load opens the ledger before reading anything (--test opens none: it writes nothing).
-    run = meltano(["invoke", "target-aha"], env)
+    run = repo_project.run("invoke", "target-aha", env={
+        "TARGET_AHA_LEDGER_PATH": "postgresql://aha:secret-pw@127.0.0.1:9/aha"})
     assert run.returncode == 1
     assert "Install target-aha[postgres] (in Meltano: pip_url: target-aha[postgres])" in (
         run.stderr), run.stderr[-3000:]
@@ -485,12 +490,7 @@ def test_readme_custom_and_dry_run_examples_run_through_meltano(
         *({"type": "RECORD", "stream": "crm_accounts",
            "record": {"account_id": f"A-{i}", "name": f"Account {i}"}} for i in range(3)),
     ]
-    assert MELTANO is not None
-    dry = subprocess.run(
-        [MELTANO, "invoke", "target-aha"], cwd=user_project.root, env=user_project.env,
-        input="".join(json.dumps(m) + "\n" for m in messages), capture_output=True, text=True,
-        timeout=300, check=False,
-    )
+    dry = user_project.run("invoke", "target-aha", input=singer_input(messages))
     assert dry.returncode == 0, dry.stderr[-6000:]
     printed = [json.loads(line[line.index('{"method"'):]) for line in dry.stderr.splitlines()
                if '{"method"' in line]

@@ -98,11 +98,13 @@ def venv(dists: Dists, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@pytest.mark.packaging
 def test_file_names_carry_the_pyproject_version(dists: Dists) -> None:
     assert dists.sdist.name == f"{DIST}-{VERSION}.tar.gz"
     assert dists.wheel.name == f"{DIST}-{VERSION}-py3-none-any.whl"
 
 
+@pytest.mark.packaging
 def test_sdist_has_the_sources_and_no_local_state(dists: Dists) -> None:
     names = dists.sdist_names()
     assert {"pyproject.toml", "README.md", "PKG-INFO"} <= set(names)
@@ -117,6 +119,7 @@ def test_sdist_has_the_sources_and_no_local_state(dists: Dists) -> None:
     assert not leaked, leaked
 
 
+@pytest.mark.packaging
 def test_sdist_ships_exactly_the_listed_files(dists: Dists) -> None:
     # pyproject's sdist list, nothing else: not the demo, tests, benchmarks, Makefile or
     # meltano.yml, nor a file that lies untracked in the tree (one used to be shipped).
@@ -131,6 +134,7 @@ def test_sdist_ships_exactly_the_listed_files(dists: Dists) -> None:
                                    f"missing: {sorted(tracked - listed)}")
 
 
+@pytest.mark.packaging
 def test_untracked_files_stay_out_of_the_sdist(tmp_path: Path) -> None:
     # A stray file beside the sources (an editor's scratch copy, a local note) is not shipped.
     tree = tmp_path / "tree"
@@ -147,6 +151,7 @@ def test_untracked_files_stay_out_of_the_sdist(tmp_path: Path) -> None:
     assert "target_aha/target.py" in names
 
 
+@pytest.mark.packaging
 def test_wheel_has_the_package_only(dists: Dists) -> None:
     names = dists.wheel_names()
     top = {n.split("/", 1)[0] for n in names}
@@ -159,6 +164,7 @@ def test_wheel_has_the_package_only(dists: Dists) -> None:
     assert {n for n in names if n.startswith("target_aha/")} == in_sdist
 
 
+@pytest.mark.packaging
 def test_wheel_metadata(dists: Dists) -> None:
     meta = email.parser.Parser().parsestr(dists.wheel_text("METADATA"))
     assert meta["Name"] == NAME
@@ -220,6 +226,7 @@ def test_version_has_a_single_source() -> None:
         assert not literal.search(path.read_text()), f"{path} hard-codes the version"
 
 
+@pytest.mark.packaging
 def test_installed_wheel_reports_its_version(venv: Path, tmp_path: Path) -> None:
     # Run from outside the checkout, so nothing can come from the source tree.
     version = run([venv / "bin" / "target-aha", "--version"], cwd=tmp_path).stdout
@@ -229,6 +236,7 @@ def test_installed_wheel_reports_its_version(venv: Path, tmp_path: Path) -> None
     assert Path(where).resolve().is_relative_to(venv.resolve()), where
 
 
+@pytest.mark.packaging
 def test_installed_wheel_about(venv: Path, tmp_path: Path) -> None:
     about = json.loads(run([venv / "bin" / "target-aha", "--about", "--format=json"],
                            cwd=tmp_path).stdout)
@@ -242,6 +250,7 @@ def test_installed_wheel_about(venv: Path, tmp_path: Path) -> None:
     assert set(about["settings"]["properties"]) == set(dev["settings"]["properties"])
 
 
+@pytest.mark.packaging
 def test_installed_wheel_loads_into_its_sandbox(venv: Path, tmp_path: Path) -> None:
     # The sandbox and the target, both from the wheel: its declared dependencies are enough.
     port_file = tmp_path / "sandbox-url"

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from target_aha.sandbox import Sandbox
 from tests.receiver import Receiver
 
@@ -106,6 +108,7 @@ def test_bad_token_fails_and_skips_the_rest(sandbox: Sandbox, run_target) -> Non
     assert [r["path"] for r in sandbox.requests()] == ["/api/v1/me"]
 
 
+@pytest.mark.slow
 def test_unreachable_aha_fails(run_target) -> None:
     with Receiver() as gone:
         url = gone.url

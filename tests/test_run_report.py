@@ -101,6 +101,7 @@ def test_skip_with_every_record_rejected_is_a_warning_with_the_reason(
     assert re.search(r"finished run \S+ in \d+\.\d\d s", err)
 
 
+@pytest.mark.slow
 def test_summary_names_each_stream_its_reasons_and_what_the_run_cost(
     sandbox: Sandbox, run_target
 ) -> None:
@@ -204,6 +205,7 @@ def test_a_restarted_sandbox_is_a_new_account_to_the_ledger(run_target, tmp_path
         assert [o["name"] for o in second.objects("feature")] == ["kept?"]
 
 
+@pytest.mark.meltano
 def test_readme_sandbox_snippet_for_a_meltano_project_runs(tmp_path) -> None:
     # The README's block that starts the sandbox with the Python of a Meltano project's
     # target-aha (the loader's virtualenv, which `meltano install` makes), run verbatim in a

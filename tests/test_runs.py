@@ -208,6 +208,7 @@ def test_config_errors_before_any_record(sandbox: Sandbox, run_target, config, e
     assert sandbox.requests() == []
 
 
+@pytest.mark.slow
 def test_logs_are_a_handful_of_lines_and_debug_shows_each_request(
     sandbox: Sandbox, run_target
 ) -> None:

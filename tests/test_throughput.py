@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from collections import Counter
 
+import pytest
+
 from target_aha.sandbox import Sandbox
 from tests.conftest import record, schema, state
 
@@ -41,6 +43,7 @@ def test_unrelated_records_are_sent_concurrently(sandbox: Sandbox, run_target) -
     assert overlapping >= 4  # several requests were in flight within one latency period
 
 
+@pytest.mark.slow
 def test_shared_limiter_holds_under_concurrency(sandbox: Sandbox, run_target) -> None:
     sandbox.configure(latency_ms=10, latency_jitter_ms=20)
     streams = {f"s{i}": {"endpoint": "create_team"} for i in range(3)}
@@ -57,6 +60,7 @@ def test_shared_limiter_holds_under_concurrency(sandbox: Sandbox, run_target) ->
     assert stats["max_per_second"] <= 12
 
 
+@pytest.mark.slow
 def test_progress_lines_on_a_long_run(sandbox: Sandbox, run_target) -> None:
     sandbox.configure(latency_ms=50)
     run = run_target(
@@ -92,6 +96,7 @@ def test_state_interval_settles_and_emits_during_the_run(sandbox: Sandbox, run_t
     assert values == sorted(values) and values[-1] == 239
 
 
+@pytest.mark.slow
 def test_under_pressure_every_record_lands_once(sandbox: Sandbox, run_target) -> None:
     # Aha!'s real default budget on the target's side, and a sandbox that answers 429 to one
     # request in three.
@@ -110,6 +115,7 @@ def test_under_pressure_every_record_lands_once(sandbox: Sandbox, run_target) ->
     assert run.states == [{"done": True}]
 
 
+@pytest.mark.slow
 def test_minute_window_holds(sandbox: Sandbox, run_target) -> None:
     # The one slow test (about a minute): the 21st request must wait for the minute window.
     sandbox.configure(rate_per_minute=20)

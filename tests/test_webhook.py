@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from target_aha.sandbox import Sandbox
 from tests.conftest import TOKEN, record, schema, state
 from tests.receiver import Receiver
@@ -85,6 +87,7 @@ def test_stream_webhook_overrides_the_top_level_one(sandbox: Sandbox, run_target
         assert [(r.path, r.json()["stream"]) for r in own.received] == [("/teams", "t")]
 
 
+@pytest.mark.slow
 def test_failing_webhook_is_retried_logged_and_never_fails_the_load(
     sandbox: Sandbox, run_target
 ) -> None:
@@ -107,6 +110,7 @@ def test_failing_webhook_is_retried_logged_and_never_fails_the_load(
     assert run.states == [{"n": 1}]
 
 
+@pytest.mark.slow
 def test_webhook_that_is_down_never_fails_the_load(sandbox: Sandbox, run_target) -> None:
     with Receiver() as gone:
         url = gone.url
