@@ -298,3 +298,18 @@ def load_note() -> str:
 def verdict(ok: bool) -> str:
     """How a figure compares with its target, for the summary line."""
     return "ok" if ok else "MISSED"
+
+
+def peak_ratio(peak: Callable[[int, str], Measured], small: int, large: int, kind: str,
+               unit: str = "records") -> float:
+    """Run `peak(n, name)` at both sizes, print both runs, and return the ratio of their peaks
+    (peak RSS of the large run / the small run): flat memory is a ratio near 1."""
+    runs = [peak(n, f"{kind.replace(' ', '-')}-{n}") for n in (small, large)]
+    for n, run in zip((small, large), runs, strict=True):
+        print(f"  {kind} {n:>7} {unit}: peak RSS {run.max_rss_kib / 1024:6.1f} MiB, "
+              f"wall {run.wall:6.2f} s, CPU {run.cpu:6.2f} s", flush=True)
+    ratio = runs[1].max_rss_kib / runs[0].max_rss_kib
+    growth = (runs[1].max_rss_kib - runs[0].max_rss_kib) / 1024
+    print(f"  {kind}: {growth:+.1f} MiB for {large - small} more {unit} "
+          f"({growth * 1024 * 1024 / (large - small):+.0f} bytes each); ratio {ratio:.3f}")
+    return ratio

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from benchlib import (
     cli,
     feature,
     load_note,
+    peak_ratio,
     run_target,
     workdir,
 )
@@ -64,7 +66,7 @@ def config(tmp: Path, name: str, base_url: str) -> dict[str, Any]:
     }
 
 
-def peak(tmp: Path, records: int, name: str, sandbox: SandboxProcess | None) -> Measured:
+def peak(tmp: Path, records: int, name: str, *, sandbox: SandboxProcess | None) -> Measured:
     """One run over `records` children; their parent never comes unless a sandbox is given."""
     input_path = write_input(tmp / f"{name}.jsonl", records, parent_last=sandbox is not None)
     if sandbox is None:
@@ -79,20 +81,6 @@ def peak(tmp: Path, records: int, name: str, sandbox: SandboxProcess | None) -> 
         input_path.unlink()
 
 
-def compare(tmp: Path, small: int, large: int, kind: str,
-            sandbox: SandboxProcess | None) -> float:
-    """Print both runs and return the ratio of their peaks."""
-    runs = [peak(tmp, n, f"{kind.replace(' ', '-')}-{n}", sandbox) for n in (small, large)]
-    for n, run in zip((small, large), runs, strict=True):
-        print(f"  {kind} {n:>7} children: peak RSS {run.max_rss_kib / 1024:6.1f} MiB, "
-              f"wall {run.wall:6.2f} s, CPU {run.cpu:6.2f} s", flush=True)
-    ratio = runs[1].max_rss_kib / runs[0].max_rss_kib
-    growth = (runs[1].max_rss_kib - runs[0].max_rss_kib) / 1024
-    print(f"  {kind}: {growth:+.1f} MiB for {large - small} more deferred children "
-          f"({growth * 1024 * 1024 / (large - small):+.0f} bytes/child); ratio {ratio:.3f}")
-    return ratio
-
-
 def run(*, quick: bool = False, records: list[int] | None = None,
         real_records: list[int] | None = None, no_real: bool = False) -> list[Figure]:
     """Both comparisons; the figures are their peak-RSS ratios. `quick`: 10x smaller."""
@@ -104,13 +92,15 @@ def run(*, quick: bool = False, records: list[int] | None = None,
     with workdir("deferred") as tmp:
         figures = [Figure(
             "deferred", f"peak RSS, {never[1]} / {never[0]} children whose parent never comes",
-            compare(tmp, never[0], never[1], "parent never comes", None), "<=", 1.2)]
+            peak_ratio(partial(peak, tmp, sandbox=None), never[0], never[1],
+                       "parent never comes", "children"), "<=", 1.2)]
         if not no_real:
             with SandboxProcess(tmp) as sandbox:
                 figures.append(Figure(
                     "deferred",
                     f"peak RSS, {real[1]} / {real[0]} children resolved when the parent comes last",
-                    compare(tmp, real[0], real[1], "parent comes last", sandbox), "<=", 1.2))
+                    peak_ratio(partial(peak, tmp, sandbox=sandbox), real[0], real[1],
+                               "parent comes last", "children"), "<=", 1.2))
     for figure in figures:
         print(figure)
     return figures

@@ -9,6 +9,7 @@ Target: <= 1.2 for each.
 from __future__ import annotations
 
 import argparse
+from functools import partial
 from pathlib import Path
 
 from benchlib import (
@@ -19,13 +20,14 @@ from benchlib import (
     cli,
     feature_config,
     load_note,
+    peak_ratio,
     run_target,
     workdir,
     write_input,
 )
 
 
-def peak(tmp: Path, records: int, name: str, sandbox: SandboxProcess | None) -> Measured:
+def peak(tmp: Path, records: int, name: str, *, sandbox: SandboxProcess | None) -> Measured:
     """One run over `records` records; dry run unless a sandbox is given."""
     input_path = write_input(tmp / f"{name}.jsonl", records)
     if sandbox is None:
@@ -41,20 +43,6 @@ def peak(tmp: Path, records: int, name: str, sandbox: SandboxProcess | None) -> 
         input_path.unlink()
 
 
-def compare(tmp: Path, small: int, large: int, kind: str,
-            sandbox: SandboxProcess | None) -> float:
-    """Print both runs and return the ratio of their peaks."""
-    runs = [peak(tmp, n, f"{kind}-{n}", sandbox) for n in (small, large)]
-    for n, run in zip((small, large), runs, strict=True):
-        print(f"  {kind} {n:>7} records: peak RSS {run.max_rss_kib / 1024:6.1f} MiB, "
-              f"wall {run.wall:6.2f} s, CPU {run.cpu:6.2f} s", flush=True)
-    ratio = runs[1].max_rss_kib / runs[0].max_rss_kib
-    growth = (runs[1].max_rss_kib - runs[0].max_rss_kib) / 1024
-    print(f"  {kind}: {growth:+.1f} MiB for {large - small} more records "
-          f"({growth * 1024 * 1024 / (large - small):+.0f} bytes/record); ratio {ratio:.3f}")
-    return ratio
-
-
 def run(*, quick: bool = False, records: list[int] | None = None,
         real_records: list[int] | None = None, no_real: bool = False) -> list[Figure]:
     """Both comparisons; the figures are their peak-RSS ratios. `quick`: 10x smaller."""
@@ -65,12 +53,14 @@ def run(*, quick: bool = False, records: list[int] | None = None,
     print(f"memory: peak RSS of target-aha, large input / small input; {load_note()}")
     with workdir("memory") as tmp:
         figures = [Figure("memory", f"peak RSS, {dry[1]} / {dry[0]} records in dry run",
-                          compare(tmp, dry[0], dry[1], "dry run", None), "<=", 1.2)]
+                          peak_ratio(partial(peak, tmp, sandbox=None), dry[0], dry[1],
+                                     "dry run"), "<=", 1.2)]
         if not no_real:
             with SandboxProcess(tmp) as sandbox:
                 figures.append(Figure(
                     "memory", f"peak RSS, {real[1]} / {real[0]} records against the sandbox",
-                    compare(tmp, real[0], real[1], "real run", sandbox), "<=", 1.2))
+                    peak_ratio(partial(peak, tmp, sandbox=sandbox), real[0], real[1],
+                               "real run"), "<=", 1.2))
     for figure in figures:
         print(figure)
     return figures
