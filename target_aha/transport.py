@@ -82,14 +82,16 @@ class DryRunTransport:
 
     def send(self, call: Outgoing) -> Answer:
         """Print the call; answer as Aha! would, without an object (nothing was made)."""
-        line = {
-            "method": call.method,
-            "url": mask_url(call.url),
-            "headers": public_headers(call.headers),
-            "body": call.body,
-        }
+        # A JSON body is already encoded as `data`; json.dumps would encode it again, with the
+        # same separators, so the line is `json.dumps` of {method, url, headers, body}.
+        body = call.data if call.data is not None and call.body is not call.data else (
+            json.dumps(call.body))
+        line = (
+            f'{{"method": {json.dumps(call.method)}, "url": {json.dumps(mask_url(call.url))}, '
+            f'"headers": {json.dumps(public_headers(call.headers))}, "body": {body}}}\n'
+        )
         out = self._out or sys.stderr  # looked up at the call: tests capture sys.stderr
         with self._lock:
-            out.write(json.dumps(line) + "\n")
+            out.write(line)
             out.flush()
         return Answer(200, {}, "", simulated=True)
