@@ -98,6 +98,15 @@ def test_a_ledger_without_field_digests_sends_the_whole_body_once(
     with sqlite3.connect(cfg["ledger_path"]) as db:
         db.execute("ALTER TABLE target_aha_ledger DROP COLUMN field_hashes")
     db.close()
+    # A dry run reads the old ledger as it is (it does not migrate it).
+    dry = run_target({**cfg, "dry_run": True}, epic_records(name="Log in"), sandbox=sandbox)
+    assert dry.returncode == 0, dry.stderr
+    assert [r["operation"] for r in dry.results] == ["update"]
+    with sqlite3.connect(cfg["ledger_path"]) as db:
+        columns = {row[1] for row in db.execute("PRAGMA table_info(target_aha_ledger)")}
+    db.close()
+    assert "field_hashes" not in columns
+
     sandbox.clear_requests()
     unchanged = run_target(cfg, epic_records(), sandbox=sandbox)
     assert unchanged.returncode == 0, unchanged.stderr
