@@ -192,3 +192,33 @@ def test_only_changed_custom_fields_keys_are_sent() -> None:
     now = {"name": "x", "custom_fields": {"tier": "gold", "region": "US"}, "size": 3}
     assert changed_only(now, field_digests(now), field_digests(before)) == {
         "custom_fields": {"region": "US"}, "size": 3}
+
+
+def test_a_custom_put_to_one_object_is_remembered_per_object(
+    sandbox: Sandbox, run_target, tmp_path: Path
+) -> None:
+    cfg = {"ledger_path": str(tmp_path / "ledger.sqlite"),
+           "streams": {"c": {"endpoint": "custom", "method": "PUT", "url": "/epics/{eid}",
+                             "wrap_key": "epic"},
+                       "u": {"endpoint": "update_epic", "epic_id": "{eid}"}}}
+
+    def messages(name: str) -> list[dict[str, Any]]:
+        return [schema("c"), record("c", {"eid": "PRJ1-E-1", "name": name, "progress": 3}),
+                state({"n": 1})]
+
+    first = run_target(cfg, messages("Custom name"), sandbox=sandbox)
+    assert first.returncode == 0, first.stderr
+    assert [r["operation"] for r in first.results] == ["custom"]
+    sandbox.clear_requests()
+    again = run_target(cfg, messages("Custom name"), sandbox=sandbox)
+    assert again.returncode == 0, again.stderr
+    assert writes(sandbox) == []
+    assert [r["operation"] for r in again.results] == ["unchanged"]
+    # An update_epic stream shares the object's row: what the custom PUT sent is known.
+    shared = run_target(cfg, [schema("u"), record("u", {"eid": "PRJ1-E-1", "progress": 3,
+                                                        "name": "Renamed"})],
+                        sandbox=sandbox)
+    assert shared.returncode == 0, shared.stderr
+    [put] = writes(sandbox)
+    assert put["path"] == "/api/v1/epics/PRJ1-E-1"
+    assert put["body"] == {"epic": {"name": "Renamed"}}
