@@ -14,6 +14,10 @@ ledger_open.py reads `ledger_path` and opens one.
 A row's key is the record's key properties: one property's value as it is (so ledgers of
 0.1.0 with one key property keep working), several as a JSON array text (never `a|b`, which
 made `("x|y", "z")` and `("x", "y|z")` one key).
+
+Beside the body's hash a row keeps each field's digest (`field_digests`), so an update sends
+only what changed (spec §13). Update streams' rows (updates.py) are one per Aha! object, shared
+by the streams that update it: stream `""`, target the object's URL.
 """
 
 from __future__ import annotations
