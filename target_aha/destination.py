@@ -26,10 +26,14 @@ COMMON_KEYS = frozenset(
         "request_headers",
         "response_webhook_url",
         "write_mode",
+        "update_fields",
         "references",
     }
 )
 WRITE_MODES = ("upsert", "create")
+UPDATE_FIELDS = ("changed", "all")
+"""What a changed record's update sends (spec §13): only the fields whose digest changed
+(the default: edits made in Aha! to other fields stay), or the whole body."""
 
 
 @dataclass(frozen=True)
@@ -135,6 +139,7 @@ class Destination:
     key_property: str | None = None
     webhook_url: str | None = None
     write_mode: str = "upsert"
+    update_fields: str = "changed"
     custom: Custom | None = None
     refs: Mapping[str, Ref] = field(default_factory=dict)
     """Template parameters set by a reference (they are not in `params`)."""
@@ -193,6 +198,11 @@ class Destination:
             raise ConfigError(
                 f"{where}.write_mode must be 'upsert' or 'create', not {write_mode!r}."
             )
+        update_fields = entry.get("update_fields", "changed")
+        if update_fields not in UPDATE_FIELDS:
+            raise ConfigError(
+                f"{where}.update_fields must be 'changed' or 'all', not {update_fields!r}."
+            )
         key_property = entry.get("key_property")
         if key_property is not None and not isinstance(key_property, str):
             raise ConfigError(f"{where}.key_property must be a field name (a string).")
@@ -223,6 +233,7 @@ class Destination:
             key_property=key_property,
             webhook_url=webhook,
             write_mode=write_mode,
+            update_fields=update_fields,
             custom=custom,
             refs=refs,
             references=references,

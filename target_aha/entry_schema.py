@@ -13,7 +13,7 @@ from __future__ import annotations
 from singer_sdk import typing as th
 
 from target_aha.custom import BATCH_ALGORITHMS, DEFAULT_BATCH_SIZE, METHODS
-from target_aha.destination import WRITE_MODES
+from target_aha.destination import UPDATE_FIELDS, WRITE_MODES
 from target_aha.endpoints import CUSTOM, ENDPOINT_NAMES, TEMPLATES
 from target_aha.wire import CONTENT_TYPES
 
@@ -67,6 +67,12 @@ ENTRY_KEYS: dict[str, th.Property] = {
             "write_mode", th.StringType(allowed_values=list(WRITE_MODES)),
             description="upsert (the default for templates: keyed records through the "
             "ledger) or create (every record; the only mode of custom endpoints).",
+        ),
+        th.Property(
+            "update_fields", th.StringType(allowed_values=list(UPDATE_FIELDS)),
+            description="What an update of a changed record sends: changed (the default: "
+            "only the fields that changed since the last run, so edits made in Aha! to "
+            "other fields stay) or all (the whole body).",
         ),
         *(
             th.Property(

@@ -14,6 +14,10 @@ ledger_open.py reads `ledger_path` and opens one.
 A row's key is the record's key properties: one property's value as it is (so ledgers of
 0.1.0 with one key property keep working), several as a JSON array text (never `a|b`, which
 made `("x|y", "z")` and `("x", "y|z")` one key).
+
+Beside the body's hash a row keeps each field's digest (`field_digests`), so an update sends
+only what changed (spec §13). Update streams' rows (updates.py) are one per Aha! object, shared
+by the streams that update it: stream `""`, target the object's URL.
 """
 
 from __future__ import annotations
@@ -92,6 +96,9 @@ class Entry:
     pending_before: frozenset[str] | None = None
     """Ids of same-named objects that existed when the create was first marked pending
     (None: no listing was taken)."""
+    field_hashes: Digests | None = None
+    """The digest of each field last sent (`field_digests`); None in a row written before
+    target-aha kept them: its next changed record is sent whole once."""
 
     @property
     def pending(self) -> bool:
@@ -110,27 +117,51 @@ def body_hash(body: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+CUSTOM_FIELDS = "custom_fields"
+"""The field whose keys are remembered one by one: each is a field of its own in Aha!."""
+
+Digests = Mapping[str, Any]
+"""Field → digest, and `custom_fields` → {key → digest} when it is an object."""
+
+
+def field_digests(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """The digest of each top-level field of an object's body (and of each `custom_fields`
+    key): what tells which fields of a changed record changed (spec §13)."""
+    digests: dict[str, Any] = {}
+    for name, value in fields.items():
+        if name == CUSTOM_FIELDS and isinstance(value, Mapping):
+            digests[name] = {str(k): body_hash(v) for k, v in value.items()}
+        else:
+            digests[name] = body_hash(value)
+    return digests
+
+
 class Ledger:
     """The SQL both stores share; subclasses say how a statement runs and how a key is held."""
 
     name = "the ledger"
     """How messages name the store (a file path, or a URL without credentials)."""
     read_only = False
+    select = SELECT
+    """The statement `get` reads a row with (a dry run on a ledger of an older target-aha,
+    which it may not migrate, reads the columns it lacks as NULL)."""
 
     def get(self, scope: Scope) -> Entry | None:
         """The key's entry, if any (a 0.1.0 row of the same key is renamed to today's key)."""
-        rows = self._run(SELECT, scope.params(), fetch=True)
+        rows = self._run(self.select, scope.params(), fetch=True)
         if not rows and scope.legacy is not None:
             if self.read_only:
-                rows = self._run(SELECT, {**scope.params(), "key": scope.legacy}, fetch=True)
+                rows = self._run(self.select, {**scope.params(), "key": scope.legacy},
+                                 fetch=True)
             else:
                 self._run(MIGRATE, {**scope.params(), "legacy": scope.legacy})
-                rows = self._run(SELECT, scope.params(), fetch=True)
+                rows = self._run(self.select, scope.params(), fetch=True)
         if not rows:
             return None
-        aha_id, reference_num, url, digest, since, before = rows[0]
+        aha_id, reference_num, url, digest, since, before, fields = rows[0]
         return Entry(aha_id, reference_num, url, digest, since,
-                     frozenset(json.loads(before)) if before is not None else None)
+                     frozenset(json.loads(before)) if before is not None else None,
+                     json.loads(fields) if fields is not None else None)
 
     def mark_pending(
         self, scope: Scope, digest: str, before: Iterable[str] | None = None
@@ -148,8 +179,10 @@ class Ledger:
         assert entry is not None and entry.pending_since is not None
         return entry
 
-    def store(self, scope: Scope, obj: Mapping[str, Any], digest: str) -> None:
-        """Record the object a key became and the hash of the body it now has."""
+    def store(self, scope: Scope, obj: Mapping[str, Any], digest: str,
+              fields: Digests | None = None) -> None:
+        """Record the object a key became, the hash of the body it now has and the digests
+        of its fields (None: not known, the next change sends the whole body)."""
         self._run(UPSERT, {
             **scope.params(),
             "aha_id": aha.text(obj.get("id")),
@@ -157,6 +190,7 @@ class Ledger:
             "url": aha.text(obj.get("url")),
             "body_hash": digest,
             "pending_since": None,
+            "field_hashes": None if fields is None else json.dumps(fields, sort_keys=True),
             "now": time.time(),
         })
 

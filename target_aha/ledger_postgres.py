@@ -14,7 +14,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from target_aha.ledger import Ledger, Scope
-from target_aha.ledger_sql import ADD_PENDING_BEFORE_IF_MISSING, INDEXES, SCHEMA
+from target_aha.ledger_sql import ADD_IF_MISSING, INDEXES, SCHEMA
 
 
 class PostgresLedger(Ledger):
@@ -33,7 +33,8 @@ class PostgresLedger(Ledger):
             # Two runners starting at once must not race on CREATE TABLE IF NOT EXISTS.
             conn.execute(sa.text("SELECT pg_advisory_xact_lock(7245190331)"))
             conn.execute(sa.text(SCHEMA))
-            conn.execute(sa.text(ADD_PENDING_BEFORE_IF_MISSING))
+            for migration in ADD_IF_MISSING:
+                conn.execute(sa.text(migration))
             for index in INDEXES:
                 conn.execute(sa.text(index))
 

@@ -1,12 +1,16 @@
 """The ledger's table and the statements both stores run (SQLite and PostgreSQL alike).
 
 One row per (stream, target, key): the Aha! id, the reference number, the object's page, a
-hash of the last body sent, and `pending_since` while a create's outcome is unknown, with
+hash of the last body sent, `field_hashes` (a JSON object: each top-level field of the object
+sent → its digest, `custom_fields` → an object of its keys' digests; NULL in rows written
+before target-aha kept them), and `pending_since` while a create's outcome is unknown, with
 `pending_before`: the ids of same-named objects that already existed then. The statements
 are written once, in the SQL both stores speak (named `:parameters`, `ON CONFLICT`).
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 TABLE = "target_aha_ledger"
 SCHEMA = f"""
@@ -21,30 +25,50 @@ CREATE TABLE IF NOT EXISTS {TABLE} (
     pending_since DOUBLE PRECISION,
     updated_at DOUBLE PRECISION NOT NULL,
     pending_before TEXT,
+    field_hashes TEXT,
     PRIMARY KEY (stream, target, key)
 )"""
 ADD_PENDING_BEFORE = f"ALTER TABLE {TABLE} ADD COLUMN pending_before TEXT"
 """The migration of a ledger written before `pending_before` existed (a nullable column, so
 old rows read as "no listing was taken"). SQLite checks the column first; PostgreSQL says:"""
-ADD_PENDING_BEFORE_IF_MISSING = ADD_PENDING_BEFORE.replace("ADD COLUMN", "ADD COLUMN IF NOT EXISTS")
+ADD_FIELD_HASHES = f"ALTER TABLE {TABLE} ADD COLUMN field_hashes TEXT"
+"""The migration of a ledger written before per-field digests (spec §13): old rows read as "no
+field digests", so their first changed record is sent whole once, and remembered per field."""
+ADDED_COLUMNS = {"pending_before": ADD_PENDING_BEFORE, "field_hashes": ADD_FIELD_HASHES}
+"""Columns added since the first ledger, with their migrations (SQLite checks each first)."""
+ADD_IF_MISSING = tuple(sql.replace("ADD COLUMN", "ADD COLUMN IF NOT EXISTS")
+                       for sql in ADDED_COLUMNS.values())
+"""The same migrations as PostgreSQL runs them."""
 INDEXES = (
     f"CREATE INDEX IF NOT EXISTS {TABLE}_aha_id ON {TABLE} (aha_id)",
     f"CREATE INDEX IF NOT EXISTS {TABLE}_reference_num ON {TABLE} (reference_num)",
     f"CREATE INDEX IF NOT EXISTS {TABLE}_stream_key ON {TABLE} (stream, key)",
 )
 SELECT = (
-    f"SELECT aha_id, reference_num, url, body_hash, pending_since, pending_before FROM {TABLE} "
+    "SELECT aha_id, reference_num, url, body_hash, pending_since, pending_before, field_hashes "
+    f"FROM {TABLE} "
     "WHERE stream = :stream AND target = :target AND key = :key"
 )
+
+
+def select_without(missing: Iterable[str]) -> str:
+    """SELECT for a read-only look at a ledger that lacks added columns (a dry run does not
+    migrate it): they read as NULL, as in a migrated ledger's old rows."""
+    sql = SELECT
+    for column in missing:
+        sql = sql.replace(f", {column}", f", NULL AS {column}", 1)
+    return sql
+
 UPSERT = f"""
 INSERT INTO {TABLE} (stream, target, key, aha_id, reference_num, url, body_hash,
-                     pending_since, updated_at)
+                     pending_since, field_hashes, updated_at)
 VALUES (:stream, :target, :key, :aha_id, :reference_num, :url, :body_hash,
-        :pending_since, :now)
+        :pending_since, :field_hashes, :now)
 ON CONFLICT (stream, target, key) DO UPDATE SET
     aha_id = excluded.aha_id, reference_num = excluded.reference_num, url = excluded.url,
     body_hash = excluded.body_hash, pending_since = excluded.pending_since,
-    pending_before = NULL, updated_at = excluded.updated_at"""
+    field_hashes = excluded.field_hashes, pending_before = NULL,
+    updated_at = excluded.updated_at"""
 MARK_PENDING = f"""
 INSERT INTO {TABLE} (stream, target, key, body_hash, pending_since, pending_before, updated_at)
 VALUES (:stream, :target, :key, :body_hash, :now, :before, :now)

@@ -17,7 +17,7 @@ from typing import IO, Any
 
 from target_aha.errors import ConfigError
 from target_aha.ledger import Ledger
-from target_aha.ledger_sql import ADD_PENDING_BEFORE, INDEXES, SCHEMA, TABLE
+from target_aha.ledger_sql import ADDED_COLUMNS, INDEXES, SCHEMA, TABLE, select_without
 
 
 class SQLiteLedger(Ledger):
@@ -36,6 +36,9 @@ class SQLiteLedger(Ledger):
         if read_only:
             uri = Path(path).resolve().as_uri() + "?mode=ro"
             self._db = sqlite3.connect(uri, uri=True, check_same_thread=False)
+            columns = {row[1] for row in self._db.execute(f"PRAGMA table_info({TABLE})")}
+            if columns:  # an empty file has no table yet: every get says "unknown" anyway
+                self.select = select_without(set(ADDED_COLUMNS) - columns)
             return
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         self._lock_file = _hold_file(path)
@@ -46,8 +49,9 @@ class SQLiteLedger(Ledger):
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute(SCHEMA)
             columns = {row[1] for row in self._db.execute(f"PRAGMA table_info({TABLE})")}
-            if "pending_before" not in columns:
-                self._db.execute(ADD_PENDING_BEFORE)
+            for column, migration in ADDED_COLUMNS.items():
+                if column not in columns:
+                    self._db.execute(migration)
             for index in INDEXES:
                 self._db.execute(index)
         except BaseException:

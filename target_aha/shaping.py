@@ -18,6 +18,7 @@ from target_aha.aha import MAILERS_OFF
 from target_aha.custom import Custom
 from target_aha.destination import Destination
 from target_aha.errors import ConfigError, RecordError
+from target_aha.ledger import Digests
 from target_aha.wire import Request
 
 
@@ -211,3 +212,36 @@ def _custom_request(
         origin=custom.origin,
         content_format=custom.content_format,
     )
+
+
+def object_fields(body: Any, wrapper: str | None) -> dict[str, Any] | None:
+    """The object's fields in a request body: inside the wrapper, or the body itself where
+    there is none. None when the body is not an object (it is then only sent whole)."""
+    inner = body.get(wrapper) if wrapper is not None and isinstance(body, dict) else body
+    return inner if isinstance(inner, dict) else None
+
+
+def with_fields(body: Any, wrapper: str | None, fields: dict[str, Any]) -> Any:
+    """The body with the object's fields replaced by `fields`, still inside the wrapper."""
+    if wrapper is not None and isinstance(body, dict) and isinstance(body.get(wrapper), dict):
+        return {**body, wrapper: fields}
+    return fields
+
+
+def changed_only(
+    fields: Mapping[str, Any], now: Digests, before: Digests
+) -> dict[str, Any]:
+    """The fields whose digest differs from what was last sent (spec §13): a top-level field
+    whole, `custom_fields` with only its changed keys. A field the ledger never saw (new in
+    the schema) counts as changed; one the record no longer has is left alone in Aha!."""
+    changed: dict[str, Any] = {}
+    for name, value in fields.items():
+        digest, old = now[name], before.get(name)
+        if isinstance(digest, Mapping):
+            olds = old if isinstance(old, Mapping) else {}
+            keys = {k: v for k, v in value.items() if digest[str(k)] != olds.get(str(k))}
+            if keys:
+                changed[name] = keys
+        elif digest != old:
+            changed[name] = value
+    return changed

@@ -32,6 +32,7 @@ from target_aha.shaping import (
     param_values,
     to_json_value,
 )
+from target_aha.updates import ObjectUpdates
 from target_aha.upsert import Delivered, Keyed, Unrecorded, Upsert, ledger_stop
 from target_aha.validation import QUIET_MISMATCH, RecordValidator
 from target_aha.webhook import envelope
@@ -96,12 +97,30 @@ class AhaSink(BatchSink):
             )
         ledger = self.run.ledger
         upserts = self.destination.write_mode == "upsert" and self.template.update_path
+        only_changed = self.destination.update_fields == "changed"
         self.upsert = (
             Upsert(self.run.sender, ledger, self.template, self.run.dry_run,
-                   self.run.results.tally)
+                   self.run.results.tally, only_changed)
             if ledger is not None and upserts
             else None
         )
+        self.updates = (
+            ObjectUpdates(self.run.sender, ledger, self.template.wrapper,
+                          self.template.operation, self.run.dry_run, only_changed)
+            if ledger is not None and self._updates_one_object()
+            else None
+        )
+
+    def _updates_one_object(self) -> bool:
+        """Whether each record updates one object the ledger can remember (spec §13): an
+        `update_*` template (its path names the object), or a custom PUT/PATCH whose
+        stream has a key or whose path names the object by a record's field."""
+        dest = self.destination
+        if dest.custom is None:
+            return self.template.method == "PUT" and self.template.update_path is None \
+                and dest.write_mode == "upsert"
+        return dest.custom.method in {"PUT", "PATCH"} and dest.custom.batch is None and (
+            bool(self.key_fields) or bool(dest.params) or "{" in dest.custom.path)
 
     def _warn_id_key_in_body(self) -> None:
         """Key fields are sent (unless excluded); one named `id` says "Aha!'s id" to Aha!.
@@ -193,6 +212,14 @@ class AhaSink(BatchSink):
             except LedgerError as exc:
                 raise ledger_stop(where, exc) from exc
             if entry is not None:  # settled here: nothing to send, nothing to wait for
+                self.run.results.write(self._outcome(key, Delivered("unchanged", entry=entry)))
+                return True
+        if self.updates is not None and not self.run.dispatcher.busy(order):
+            try:
+                entry = self.updates.unchanged(self._object(request), request)
+            except LedgerError as exc:
+                raise ledger_stop(where, exc) from exc
+            if entry is not None:
                 self.run.results.write(self._outcome(key, Delivered("unchanged", entry=entry)))
                 return True
         self.run.dispatcher.submit(
@@ -293,6 +320,8 @@ class AhaSink(BatchSink):
         try:
             if self.upsert is not None and parts is not None:
                 done = self.upsert.deliver(self._keyed(shaped, parts, where))
+            elif self.updates is not None:
+                done = self.updates.deliver(self._object(request), request, where)
             else:
                 answer = self.run.sender.send(request, where)
                 if not answer.simulated and self.template.operation == "create":
@@ -333,6 +362,13 @@ class AhaSink(BatchSink):
                     "it gone (404) and creates it again.",
                 )
             ) from exc
+
+    def _object(self, request: Request) -> Scope:
+        """The ledger row of the object an update record changes: its URL (account + path),
+        whichever stream updates it."""
+        assert self.updates is not None
+        root = request.origin if request.origin is not None else self.run.sender.client.base_url
+        return self.updates.scope(root + request.path, request)
 
     def _scope(self, path: str, parts: tuple[str, ...]) -> Scope:
         """The ledger row of a keyed record: the account and the create's path make the target,

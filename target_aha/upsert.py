@@ -3,8 +3,10 @@
 For a `create_*` template and a keyed record:
 - key unknown: mark it pending, create, store the id;
 - key known, same body hash: send nothing (`unchanged`);
-- key known, body changed: PUT to the template's update path; a 404 there (the object was
-  deleted in Aha!) creates it again;
+- key known, body changed: PUT to the template's update path only the fields whose digest
+  changed (spec §13; `update_fields: all`, or a row of an older target-aha that kept no field
+  digests: the whole body), so what people edited in Aha! in other fields stays; a 404 there
+  (the object was deleted in Aha!) creates it again;
 - key pending (an earlier create's outcome is unknown: the process died, the request timed
   out after it was sent, or Aha!'s 2xx named no object): look in the container for an object
   with the same name (custom table records: the same fields; comments, which have no name:
@@ -30,8 +32,16 @@ from typing import Any, Protocol
 from target_aha import aha
 from target_aha.endpoints import Template
 from target_aha.errors import RecordError, RecordRejected, TargetAhaError
-from target_aha.ledger import Entry, Ledger, LedgerError, Scope, body_hash
-from target_aha.shaping import fill_path
+from target_aha.ledger import (
+    Digests,
+    Entry,
+    Ledger,
+    LedgerError,
+    Scope,
+    body_hash,
+    field_digests,
+)
+from target_aha.shaping import changed_only, fill_path, object_fields, with_fields
 from target_aha.wire import Answer, Request
 
 CLOCK_SLACK_SECONDS = 10.0
@@ -122,6 +132,13 @@ class Upsert:
     dry_run: bool
     count: Callable[[str], None] = _uncounted
     """Counts the run's events (`recovered`: a create adopted after its answer was lost)."""
+    only_changed: bool = True
+    """`update_fields: changed` (the default): an update sends only the changed fields."""
+
+    def digests(self, job: Keyed) -> Digests | None:
+        """The digest of each field of the record's object (None: its body is no object)."""
+        fields = object_fields(job.request.body, self.template.wrapper)
+        return None if fields is None else field_digests(fields)
 
     def unchanged(self, job: Keyed) -> Entry | None:
         """The ledger's entry if the record is certainly unchanged, else None.
@@ -163,8 +180,16 @@ class Upsert:
     def _update(self, entry: Entry, job: Keyed) -> Delivered | None:
         """PUT the changed body; None if the object is gone (then the caller creates)."""
         assert self.template.update_path is not None
+        wrapper = self.template.wrapper
+        body, digests = job.request.body, self.digests(job)
+        fields = object_fields(body, wrapper)
+        if self.only_changed and fields is not None and digests is not None \
+                and entry.field_hashes is not None:
+            # Nothing changed in the body means a parent set by a reference moved: send all.
+            body = with_fields(body, wrapper, changed_only(fields, digests, entry.field_hashes)
+                               or fields)
         put = replace(
-            job.request, method="PUT",
+            job.request, method="PUT", body=body,
             path=fill_path(self.template.update_path, {**job.values, "id": entry.aha_id or ""}),
         )
         try:
@@ -179,7 +204,7 @@ class Upsert:
         if not answer.simulated:
             obj = aha.object_in(answer.data, self.template.wrapper)
             merged = {**entry.as_object(), **{k: v for k, v in obj.items() if v}}
-            self._store(job, merged, job.digest, done,
+            self._store(job, merged, job.digest, done, digests,
                         happened=f"Aha! updated {_named(merged)}, but",
                         next_run="The ledger still has the previous body's hash, so the next "
                         "run sends this update again.")
@@ -215,16 +240,17 @@ class Upsert:
             answer, job.request, self.template.wrapper, where=job.where, keyed=True
         )
         done = Delivered("create", answer=answer)
-        self._store(job, obj, job.digest, done, happened=f"Aha! created {_named(obj)}, but",
+        self._store(job, obj, job.digest, done, self.digests(job),
+                    happened=f"Aha! created {_named(obj)}, but",
                     next_run="The key stays marked pending in the ledger, so the next run "
                     "finds this object and adopts it instead of creating it again.")
         return done
 
-    def _store(self, job: Keyed, obj: Mapping[str, Any], digest: str, done: Delivered, *,
-               happened: str, next_run: str) -> None:
+    def _store(self, job: Keyed, obj: Mapping[str, Any], digest: str, done: Delivered,
+               fields: Digests | None, *, happened: str, next_run: str) -> None:
         """Note in the ledger what Aha! did; if the ledger fails, stop with `done` kept."""
         try:
-            self.ledger.store(job.scope, obj, digest)
+            self.ledger.store(job.scope, obj, digest, fields)
         except LedgerError as exc:
             raise Unrecorded(done, ledger_stop(job.where, exc, happened, next_run)) from exc
 
@@ -234,7 +260,9 @@ class Upsert:
         adopted = self._adoptable(job, entry.pending_since, entry.pending_before)
         if adopted is not None:
             obj = aha.object_in(adopted.data, self.template.wrapper)
-            self._store(job, obj, entry.body_hash, Delivered("create", answer=adopted),
+            # The fields' digests are this record's only if the pending body was this one.
+            fields = self.digests(job) if entry.body_hash == job.digest else None
+            self._store(job, obj, entry.body_hash, Delivered("create", answer=adopted), fields,
                         happened=f"an earlier attempt created {_named(obj)}, but",
                         next_run="The key stays marked pending in the ledger, so the next run "
                         "adopts this object again instead of creating a second one.")

@@ -100,7 +100,7 @@ def test_new_template_sends_exactly_its_request(
     assert run.states == [{"bookmark": 1}]
 
 
-def test_update_feature_changes_the_feature_and_keeps_no_ledger_row(
+def test_update_feature_changes_the_feature_and_remembers_it(
     sandbox: Sandbox, run_target, tmp_path: Path
 ) -> None:
     prepare(sandbox)
@@ -108,11 +108,12 @@ def test_update_feature_changes_the_feature_and_keeps_no_ledger_row(
            "streams": {"s": {"endpoint": "update_feature", "feature_id": "{fid}"}}}
     messages = [schema("s", key_properties=["fid"]),
                 record("s", {"fid": "PRJ1-1", "name": "New name"})]
-    for _ in range(2):  # an update template always sends: it has no upsert
+    # An update stream remembers what it sent to the object (spec §13): the re-run sends nothing.
+    for operation in ("update", "unchanged"):
         run = run_target(cfg, messages, sandbox=sandbox)
         assert run.returncode == 0, run.stderr
-        assert [r["operation"] for r in run.results] == ["update"]
-    assert [r["method"] for r in writes(sandbox)] == ["PUT", "PUT"]
+        assert [r["operation"] for r in run.results] == [operation]
+    assert [r["method"] for r in writes(sandbox)] == ["PUT"]
     [feature] = sandbox.objects("feature")
     assert feature["name"] == "New name"
     assert len(sandbox.objects("feature")) == 1
@@ -192,7 +193,7 @@ def test_upsert_every_new_create_template(
     [put] = writes(sandbox)
     assert put["method"] == "PUT"
     assert put["path"] == update_prefix + ids["K1"]
-    assert put["body"] == {kind: {"ext": "K1", field: "thing 1, renamed"}}
+    assert put["body"] == {kind: {field: "thing 1, renamed"}}  # only what changed (spec §13)
     assert Counter(r["operation"] for r in third.results) == {"unchanged": 2, "update": 1}
     changed = next(o for o in sandbox.objects(kind) if o["id"] == ids["K1"])
     assert changed[field] == "thing 1, renamed"
