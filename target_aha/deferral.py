@@ -14,11 +14,23 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
+
+from target_aha.destination import Destination
+from target_aha.shaping import is_bookkeeping, to_json_value
 
 PAGE = 500
 """Records read back at once."""
+
+
+def held(dest: Destination, key_fields: Iterable[str], record: Mapping[str, Any]
+         ) -> dict[str, Any]:
+    """What of a record is held while it waits: only what it sends or reads (its parameters,
+    references and key), as JSON values."""
+    needed = dest.consumed | set(key_fields)
+    return {k: to_json_value(v) for k, v in record.items()
+            if k in needed or (k not in dest.exclude and not is_bookkeeping(k))}
 
 
 class Spool:

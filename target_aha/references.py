@@ -15,12 +15,16 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from target_aha.destination import Destination, Ref
 from target_aha.endpoints import CUSTOM
 from target_aha.errors import ConfigError, RecordError
 from target_aha.ledger import Ledger
+from target_aha.shaping import build_request, fill_path, param_values
+
+if TYPE_CHECKING:
+    from target_aha.wire import Request
 
 
 @dataclass(frozen=True)
@@ -175,3 +179,44 @@ def _cycle(destinations: Mapping[str, Destination]) -> list[str]:
 def referenced(destinations: Mapping[str, Destination]) -> frozenset[str]:
     """The streams some reference names (each needs a single-field key at its SCHEMA)."""
     return frozenset().union(*(d.parents for d in destinations.values()))
+
+
+class Shaped(NamedTuple):
+    """A record shaped into its request: the parameters (references resolved), the values
+    references gave the path (`pinned`, hashed with the body), the path of its ledger row,
+    and the parents not known yet."""
+
+    request: Request
+    values: Mapping[str, str]
+    pinned: Mapping[str, str]
+    path: str
+    missing: list[Parent]
+
+
+def shape(dest: Destination, record: Mapping[str, Any], resolver: Resolver, *, dry_run: bool,
+          disable_mailers: bool) -> Shaped:
+    """A record's request, its parents resolved where the ledger knows them.
+
+    Parents the ledger does not know are `missing` (a dry run shows them as
+    `<ref stream:key>` instead); the request is still built with placeholders, so a
+    record that cannot be shaped is rejected now, not at the end of the input.
+    """
+    values = param_values(dest, record)
+    if not dest.refs and not dest.references:
+        request = build_request(dest, record, values, disable_mailers)
+        return Shaped(request, values, {}, request.path, [])
+    parents = parents_of(dest, record)
+    known, missing = resolver.resolve(parents)
+    shown = {p.field: p.placeholder for p in missing}
+    if dry_run:
+        known, missing = {**known, **shown}, []
+    linked = {**known, **shown}
+    pinned = {p.field: linked[p.field] for p in parents if p.in_path}
+    body = {p.field: linked[p.field] for p in parents if not p.in_path}
+    request = build_request(dest, record, {**values, **pinned}, disable_mailers, body)
+    # The ledger row of a child does not move when its parent is created again: its
+    # path names the parent by key; the digest (Keyed.pinned) sees the new id.
+    stable = fill_path(dest.template.path, {
+        **values, **{p.field: p.placeholder for p in parents if p.in_path},
+    })
+    return Shaped(request, {**values, **pinned}, pinned, stable, missing)

@@ -15,23 +15,17 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Hashable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 from singer_sdk.sinks import BatchSink
 
 from target_aha.aha import created_object, object_in, text
+from target_aha.deferral import held
 from target_aha.destination import Destination
 from target_aha.errors import ConfigError, FatalAhaError, RecordError, RecordRejected
 from target_aha.ledger import LedgerError, Scope, ledger_key, legacy_key
-from target_aha.references import Parent, parents_of, unresolved
+from target_aha.references import Shaped, parents_of, shape, unresolved
 from target_aha.results import Outcome
-from target_aha.shaping import (
-    build_request,
-    fill_path,
-    is_bookkeeping,
-    param_values,
-    to_json_value,
-)
 from target_aha.updates import ObjectUpdates
 from target_aha.upsert import Delivered, Keyed, Unrecorded, Upsert, ledger_stop
 from target_aha.validation import QUIET_MISMATCH, RecordValidator
@@ -43,18 +37,6 @@ if TYPE_CHECKING:
 
     from target_aha.run import Run
     from target_aha.wire import Answer, Request
-
-
-class Shaped(NamedTuple):
-    """A record shaped into its request: the parameters (references resolved), the values
-    references gave the path (`pinned`, hashed with the body), the path of its ledger row,
-    and the parents not known yet."""
-
-    request: Request
-    values: Mapping[str, str]
-    pinned: Mapping[str, str]
-    path: str
-    missing: list[Parent]
 
 
 class AhaSink(BatchSink):
@@ -228,41 +210,14 @@ class AhaSink(BatchSink):
         return True
 
     def _shape(self, record: Mapping[str, Any]) -> Shaped:
-        """The record's request, its parents resolved where the ledger knows them.
-
-        Parents the ledger does not know are `missing` (a dry run shows them as
-        `<ref stream:key>` instead); the request is still built with placeholders, so a
-        record that cannot be shaped is rejected now, not at the end of the input.
-        """
-        dest = self.destination
-        values = param_values(dest, record)
-        if not dest.refs and not dest.references:
-            request = build_request(dest, record, values, self.run.disable_mailers)
-            return Shaped(request, values, {}, request.path, [])
-        parents = parents_of(dest, record)
-        known, missing = self.run.resolver.resolve(parents)
-        shown = {p.field: p.placeholder for p in missing}
-        if self.run.dry_run:
-            known, missing = {**known, **shown}, []
-        linked = {**known, **shown}
-        pinned = {p.field: linked[p.field] for p in parents if p.in_path}
-        body = {p.field: linked[p.field] for p in parents if not p.in_path}
-        request = build_request(dest, record, {**values, **pinned}, self.run.disable_mailers,
-                                body)
-        # The ledger row of a child does not move when its parent is created again: its
-        # path names the parent by key; the digest (Keyed.pinned) sees the new id.
-        stable = fill_path(dest.template.path, {
-            **values, **{p.field: p.placeholder for p in parents if p.in_path},
-        })
-        return Shaped(request, {**values, **pinned}, pinned, stable, missing)
+        """The record's request, its parents resolved where the ledger knows them."""
+        return shape(self.destination, record, self.run.resolver, dry_run=self.run.dry_run,
+                     disable_mailers=self.run.disable_mailers)
 
     def _defer(self, record: dict, where: str) -> None:
         """Hold the record on disk until the end of the input: only what it sends or reads."""
-        dest = self.destination
-        needed = dest.consumed | set(self.key_fields)
-        kept = {k: to_json_value(v) for k, v in record.items()
-                if k in needed or (k not in dest.exclude and not is_bookkeeping(k))}
-        self.run.defer(self.stream_name, self, kept, where)
+        self.run.defer(self.stream_name, self, held(self.destination, self.key_fields, record),
+                       where)
 
     def replay(self, record: dict[str, Any], where: str) -> bool:
         """A deferred record, at the end of the input: handed on, or deferred again."""
