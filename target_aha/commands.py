@@ -134,6 +134,16 @@ class CommandLine(SDKTarget):
                 "and exit 0 only if all pass.",
             )
         )
+        command.params.append(
+            click.Option(
+                ["--verify-ledger"],
+                is_flag=True,
+                help="List the containers of the objects the key ledger knows (GET requests "
+                "only, about one per 200 objects; nothing is written to Aha!), forget the rows "
+                "whose objects were deleted in Aha! (the next run creates them again), print "
+                "what was found per stream and the cost, and exit.",
+            )
+        )
         return command
 
     @classmethod
@@ -150,6 +160,8 @@ class CommandLine(SDKTarget):
         try:
             if options.get("test"):
                 cls._preflight(config)
+            if options.get("verify_ledger"):
+                cls._verify(config)
             cls.answer_about(about=about, about_format=about_format)
             cls.print_version(print_fn=cls.logger.info)
             config = config or ConfigInput()
@@ -186,6 +198,20 @@ class CommandLine(SDKTarget):
             lambda line: print(REDACTOR(line)),
         )
         sys.exit(0 if passed else 1)
+
+    @classmethod
+    def _verify(cls, config: ConfigInput | None) -> t.NoReturn:
+        """`--verify-ledger`: check the ledger's rows against Aha!, print the report; exit 0."""
+        from target_aha.verify import settings_sender, verify_from_settings  # noqa: PLC0415
+
+        target = cls(
+            config=config.config if config else None,
+            validate_config=True,
+            parse_env_config=bool(config and config.parse_env),
+        )
+        sender = settings_sender(target.config, target.client(), target.gate())
+        verify_from_settings(target.config, sender, lambda line: print(REDACTOR(line)))
+        sys.exit(0)
 
     @classmethod
     def _log_thread_error(cls, args: threading.ExceptHookArgs) -> None:

@@ -185,6 +185,10 @@ class TargetAha(CommandLine):
             # process_endofpipe: its files are still released before the interpreter exits,
             # so no `ResourceWarning: unclosed file` is printed (Meltano shows them).
             atexit.register(self._run.close)
+            if self.config.get("verify_ledger"):
+                from target_aha.verify import verify_before_load  # noqa: PLC0415
+
+                verify_before_load(self._run)
         return self._run
 
     def current_run(self) -> Run | None:
