@@ -23,6 +23,7 @@ from target_aha import redact
 from target_aha.errors import Interrupted, TargetAhaError
 from target_aha.redact import REDACTOR
 from target_aha.sdk_compat import ConfigInput, SDKTarget
+from target_aha.send_test import FirstRecords, SendTestDone
 
 if t.TYPE_CHECKING:
     from target_aha.client import AhaClient
@@ -35,6 +36,9 @@ VERSION = version("target-aha")
 
 class CommandLine(SDKTarget):
     """The CLI of target-aha's target: the SDK's, plus `--test` and worded errors."""
+
+    send_test: FirstRecords | None = None
+    """Under `--send-test`: which records are sent (each stream's first)."""
 
     @abc.abstractmethod
     def client(self) -> AhaClient:
@@ -70,7 +74,10 @@ class CommandLine(SDKTarget):
         read settled in time.
         """
         try:
-            self.listen(file_input)
+            try:
+                self.listen(file_input)
+            except SendTestDone:  # `--send-test` has what it sends: the rest is not read
+                self.process_endofpipe()
         except Interrupted as exc:
             opened = self.open_run()  # the message counts what settled (none before a stream)
             settled = opened.wind_down(self.drain_all)
@@ -144,6 +151,16 @@ class CommandLine(SDKTarget):
                 "what was found per stream and the cost, and exit.",
             )
         )
+        command.params.append(
+            click.Option(
+                ["--send-test"],
+                is_flag=True,
+                help="Read Singer input and send the first record of each configured stream "
+                "for real (upsert and ledger included, so a later load does not duplicate "
+                "it), print each request (credentials masked) and Aha!'s whole answer on "
+                "standard output, emit no STATE, and stop.",
+            )
+        )
         return command
 
     @classmethod
@@ -168,6 +185,8 @@ class CommandLine(SDKTarget):
             target = cls(
                 config=config.config, validate_config=True, parse_env_config=config.parse_env
             )
+            if options.get("send_test"):
+                target.send_test = FirstRecords(target.destinations())
             target.load(file_input)
         except TargetAhaError as exc:
             cls.logger.error("%s", REDACTOR(str(exc)))

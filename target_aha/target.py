@@ -23,11 +23,12 @@ from target_aha.messages import json_kind
 from target_aha.ratelimit import RateGate
 from target_aha.references import check_references, referenced
 from target_aha.sdk_compat import schema_errors
+from target_aha.send_test import ShowingTransport
 from target_aha.settings import SETTINGS
 from target_aha.sinks import AhaSink
 from target_aha.state import StatePolicy
 from target_aha.summary import log_summary
-from target_aha.transport import DryRunTransport
+from target_aha.transport import DryRunTransport, Transport
 
 if t.TYPE_CHECKING:
     from singer_sdk.sinks import Sink
@@ -122,12 +123,14 @@ class TargetAha(CommandLine):
 
     def client(self, *, dry_run: bool = False) -> AhaClient:
         """The HTTP client of the account the settings name (printing only, for a dry run)."""
-        return AhaClient(
-            self.base_url,
-            self.config.get("api_key") or "",
-            self.user_agent,
+        transport: Transport = (
             DryRunTransport() if dry_run
-            else HttpTransport(self.number("request_timeout"), ANSWER_LIMIT),
+            else HttpTransport(self.number("request_timeout"), ANSWER_LIMIT)
+        )
+        if self.send_test is not None:  # `--send-test` shows each request and its answer
+            transport = ShowingTransport(transport)
+        return AhaClient(
+            self.base_url, self.config.get("api_key") or "", self.user_agent, transport
         )
 
     def gate(self) -> RateGate:
@@ -237,6 +240,8 @@ class TargetAha(CommandLine):
         """
         stream, record = message["stream"], message["record"]
         self._positions[stream] += 1
+        if self.send_test is not None and not self.send_test.admit(stream):
+            return  # `--send-test` sends each stream's first record only
         if not isinstance(record, dict):
             self._reject_unreadable(stream, record)
             return
@@ -268,7 +273,7 @@ class TargetAha(CommandLine):
     def emits_state(self, state: dict) -> bool:
         """STATE as `state.StatePolicy` says: once per new value, never in a dry run, and
         never while a record waits for its parent (it is emitted once they settled)."""
-        if self._run is not None and self._run.deferred:
+        if self.send_test is not None or (self._run is not None and self._run.deferred):
             return False
         return self.state_policy.emits(state)
 
