@@ -18,7 +18,7 @@ import time
 
 from benchlib import BenchmarkFailed, Figure, missed
 
-BENCHMARKS = ("saturation", "speedup", "overhead", "memory", "resync", "deferred")
+BENCHMARKS = ("saturation", "speedup", "overhead", "memory", "resync", "deferred", "verify")
 
 
 def run_all(names: tuple[str, ...] | list[str] = BENCHMARKS, *, quick: bool = False,
