@@ -68,6 +68,7 @@ class TargetAha(CommandLine):
         self.max_parallelism = 1
         self._check_settings()
         self.dry_run = bool(self.config.get("dry_run"))
+        self._verify_first = bool(self.config.get("verify_ledger"))
         self.state_policy = StatePolicy(dry_run=self.dry_run)
         self.state_every(self.number("state_interval_seconds"))
 
@@ -171,6 +172,11 @@ class TargetAha(CommandLine):
                                    destinations=self.destinations())
         destination = self.destination_for(stream_name)
         run = self.open_run()
+        if self._verify_first:  # `verify_ledger: true`: before the first record is sent
+            self._verify_first = False
+            from target_aha.verify import verify_before_load  # noqa: PLC0415
+
+            verify_before_load(run)
         run.progress.start()  # a run with a stream to load has begun
         return sink_class(destination)(self, stream_name, schema, key_properties,
                                        run=run, destination=destination)
@@ -188,10 +194,6 @@ class TargetAha(CommandLine):
             # process_endofpipe: its files are still released before the interpreter exits,
             # so no `ResourceWarning: unclosed file` is printed (Meltano shows them).
             atexit.register(self._run.close)
-            if self.config.get("verify_ledger"):
-                from target_aha.verify import verify_before_load  # noqa: PLC0415
-
-                verify_before_load(self._run)
         return self._run
 
     def current_run(self) -> Run | None:

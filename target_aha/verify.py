@@ -78,8 +78,9 @@ class Verified:
         ]
         if not self.streams:
             out.append("verify-ledger: the ledger has no rows of this account")
-        out.append(f"verify-ledger: {self.rows} rows checked with {self.requests} GET "
-                   "requests (about one per 200 objects); nothing was written to Aha!")
+        requests = "1 GET request" if self.requests == 1 else f"{self.requests} GET requests"
+        out.append(f"verify-ledger: {self.rows} rows checked with {requests} (about one per "
+                   "200 objects); nothing was written to Aha!")
         return out
 
 

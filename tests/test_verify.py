@@ -117,3 +117,40 @@ def test_verify_without_a_ledger_says_so(sandbox: Sandbox, run_target, tmp_path:
     assert verified.returncode != 0
     assert "--verify-ledger needs a ledger" in verified.stderr
     assert sandbox.requests() == []
+
+
+def test_rows_that_cannot_be_checked_are_kept_as_unverifiable(
+    sandbox: Sandbox, run_target, tmp_path: Path
+) -> None:
+    """A pending create, and a container Aha! will not list (404): kept, counted, no guess."""
+    loaded(sandbox, run_target, tmp_path, 1)
+    ledger = SQLiteLedger(str(tmp_path / "ledger.sqlite"))
+    try:
+        ledger.mark_pending(Scope("s", sandbox.base_url + "/releases/PRJ1-R-1/features", "P"),
+                            "digest")
+        ledger.store(Scope("s", sandbox.base_url + "/releases/PRJ1-R-99/features", "Q"),
+                     {"id": "1234", "reference_num": "PRJ1-99"}, "digest")
+    finally:
+        ledger.close()
+    verified = run_target(config(tmp_path), [], sandbox=sandbox, extra_args=("--verify-ledger",))
+    assert verified.returncode == 0, verified.stderr
+    assert "stream s: 1 kept, 0 forgotten (created again on the next run), 2 unverifiable" \
+        in verified.stdout
+    ledger = SQLiteLedger(str(tmp_path / "ledger.sqlite"))
+    try:
+        assert len(ledger.account_rows(sandbox.base_url)) == 3
+    finally:
+        ledger.close()
+
+
+def test_a_dry_run_reports_the_deleted_but_forgets_nothing(
+    sandbox: Sandbox, run_target, tmp_path: Path
+) -> None:
+    ids = loaded(sandbox, run_target, tmp_path, 2)
+    sandbox.delete_object("feature", ids["K0"])
+    verified = run_target(config(tmp_path, dry_run=True), [], sandbox=sandbox,
+                          extra_args=("--verify-ledger",))
+    assert verified.returncode == 0, verified.stderr
+    assert "stream s: 1 kept, 1 gone from Aha! (dry run: not forgotten)" in verified.stdout
+    again = run_target(config(tmp_path), keyed(2), sandbox=sandbox)
+    assert [r["operation"] for r in again.results] == ["unchanged", "unchanged"]
