@@ -8,8 +8,8 @@ are not there, so the next run creates them again. Nothing is written to Aha!.
 Forgetting too much would duplicate objects, so a row missing from its container's listing
 is forgotten only once a GET of the object itself answers 404 (an object a PM moved to
 another release is still there: that GET finds it, and the row is kept). Rows that cannot be
-checked (a pending create, a container that cannot be listed, an answer that is not a
-listing) are kept and counted as unverifiable.
+checked (a pending create, a target that is not a template's container, a container that
+cannot be listed, an answer that is not a listing) are kept and counted as unverifiable.
 """
 
 from __future__ import annotations
@@ -94,7 +94,8 @@ def verify_ledger(ledger: Ledger, sender: Sender, *, forget: bool = True) -> Ver
     rows = ledger.account_rows(account)
     for target, group in groupby(rows, key=lambda row: row.scope.target):
         in_container = list(group)
-        present = _listing(sender, target[len(account):])
+        path = target[len(account):]
+        present = _listing(sender, path) if _container(path) else None
         for row in in_container:
             tally = verified.tally(row.scope.stream)
             if row.pending or present is None or not row.idents():
@@ -139,6 +140,13 @@ def _listing(sender: Sender, path: str) -> set[str] | None:
         if aha.last_page(data, page):
             return found
     return None
+
+
+def _container(path: str) -> bool:
+    """Whether a row's target is a container a template creates in (`.../features`,
+    `.../comments`, `/teams`): rows of any other target (an object updated in place, a custom
+    endpoint) are not guessed at, and stay unverifiable."""
+    return path.rstrip("/").rsplit("/", 1)[-1] in aha.COLLECTIONS
 
 
 def _is_listing(data: Any) -> bool:

@@ -154,3 +154,24 @@ def test_a_dry_run_reports_the_deleted_but_forgets_nothing(
     assert "stream s: 1 kept, 1 gone from Aha! (dry run: not forgotten)" in verified.stdout
     again = run_target(config(tmp_path), keyed(2), sandbox=sandbox)
     assert [r["operation"] for r in again.results] == ["unchanged", "unchanged"]
+
+
+def test_rows_of_other_targets_are_not_guessed_at(
+    sandbox: Sandbox, run_target, tmp_path: Path
+) -> None:
+    """A row whose target is no template's container (an object updated in place, a custom
+    endpoint) costs no request and is kept."""
+    ledger = SQLiteLedger(str(tmp_path / "ledger.sqlite"))
+    try:
+        ledger.store(Scope("u", sandbox.base_url + "/features/PRJ1-1", "K"),
+                     {"id": "PRJ1-1"}, "digest")
+        ledger.store(Scope("c", sandbox.base_url + "/bulk/accounts", "K"), {"id": "7"}, "digest")
+    finally:
+        ledger.close()
+    verified = run_target(config(tmp_path), [], sandbox=sandbox, extra_args=("--verify-ledger",))
+    assert verified.returncode == 0, verified.stderr
+    assert "stream c: 0 kept, 0 forgotten (created again on the next run), 1 unverifiable" \
+        in verified.stdout
+    assert "stream u: 0 kept, 0 forgotten (created again on the next run), 1 unverifiable" \
+        in verified.stdout
+    assert sandbox.requests() == []
