@@ -175,3 +175,22 @@ def test_rows_of_other_targets_are_not_guessed_at(
     assert "stream u: 0 kept, 0 forgotten (created again on the next run), 1 unverifiable" \
         in verified.stdout
     assert sandbox.requests() == []
+
+
+def test_a_big_container_with_few_rows_costs_a_get_per_row_not_every_page(
+    sandbox: Sandbox, run_target, tmp_path: Path
+) -> None:
+    ids = loaded(sandbox, run_target, tmp_path, 450)  # 3 pages of 200
+    ledger = SQLiteLedger(str(tmp_path / "ledger.sqlite"))
+    try:
+        for row in ledger.account_rows(sandbox.base_url):
+            if row.scope.key != "K449":  # listed last, on page 3
+                ledger.forget(row.scope)
+    finally:
+        ledger.close()
+    sandbox.clear_requests()
+    verified = run_target(config(tmp_path), [], sandbox=sandbox, extra_args=("--verify-ledger",))
+    assert verified.returncode == 0, verified.stderr
+    assert "stream s: 1 kept, 0 forgotten" in verified.stdout
+    assert [r["path"] for r in sandbox.requests()] == [
+        "/api/v1/releases/PRJ1-R-1/features", f"/api/v1/features/{ids['K449']}"]
