@@ -219,11 +219,19 @@ class Ledger:
                 for stream, target, key, aha_id, ref, since in rows]
 
     def forget_rows(self, rows: Iterable[Known]) -> int:
-        """Drop these rows (their objects are gone from Aha!); how many were dropped."""
+        """Drop these rows (their objects are gone from Aha!); how many were dropped.
+
+        Each key is held while it is dropped, and a row that changed since it was read (a run
+        beside this one created the object again, or is creating it) is left alone.
+        """
         dropped = 0
         for row in rows:
-            self.forget(row.scope)
-            dropped += 1
+            with self.hold(row.scope):
+                now = self.get(row.scope)
+                if now is None or now.pending or now.aha_id != row.aha_id:
+                    continue
+                self.forget(row.scope)
+                dropped += 1
         return dropped
 
     @contextlib.contextmanager

@@ -107,7 +107,8 @@ def test_the_setting_verifies_before_a_load(
     again = run_target(config(tmp_path, verify_ledger=True), keyed(3), sandbox=sandbox)
     assert again.returncode == 0, again.stderr
     assert "stream s: 2 kept, 1 forgotten" in again.stderr
-    assert [r["operation"] for r in again.results] == ["unchanged", "unchanged", "create"]
+    assert sorted((r["key"], r["operation"]) for r in again.results) == [
+        ("K0", "unchanged"), ("K1", "unchanged"), ("K2", "create")]
     assert again.states == [{"n": 3}]
 
 
@@ -194,3 +195,21 @@ def test_a_big_container_with_few_rows_costs_a_get_per_row_not_every_page(
     assert "stream s: 1 kept, 0 forgotten" in verified.stdout
     assert [r["path"] for r in sandbox.requests()] == [
         "/api/v1/releases/PRJ1-R-1/features", f"/api/v1/features/{ids['K449']}"]
+
+
+def test_verify_on_a_postgres_ledger(
+    sandbox: Sandbox, run_target, tmp_path: Path, postgres_url: str
+) -> None:
+    """The same verification on PostgreSQL: each key is held while its row is dropped."""
+    cfg = {**config(tmp_path), "ledger_path": postgres_url}
+    cfg["streams"] = {"pg_verify": cfg["streams"]["s"]}
+    messages = [{**m, "stream": "pg_verify"} if "stream" in m else m for m in keyed(3)]
+    first = run_target(cfg, messages, sandbox=sandbox)
+    assert first.returncode == 0, first.stderr
+    sandbox.delete_object("feature", first.results[1]["aha_id"])
+    verified = run_target(cfg, [], sandbox=sandbox, extra_args=("--verify-ledger",))
+    assert verified.returncode == 0, verified.stderr
+    assert "stream pg_verify: 2 kept, 1 forgotten" in verified.stdout
+    again = run_target(cfg, messages, sandbox=sandbox)
+    assert sorted((r["key"], r["operation"]) for r in again.results) == [
+        ("K0", "unchanged"), ("K1", "create"), ("K2", "unchanged")]
