@@ -206,7 +206,7 @@ def test_verify_on_a_postgres_ledger(
     messages = [{**m, "stream": "pg_verify"} if "stream" in m else m for m in keyed(3)]
     first = run_target(cfg, messages, sandbox=sandbox)
     assert first.returncode == 0, first.stderr
-    sandbox.delete_object("feature", first.results[1]["aha_id"])
+    sandbox.delete_object("feature", {r["key"]: r["aha_id"] for r in first.results}["K1"])
     verified = run_target(cfg, [], sandbox=sandbox, extra_args=("--verify-ledger",))
     assert verified.returncode == 0, verified.stderr
     assert "stream pg_verify: 2 kept, 1 forgotten" in verified.stdout
