@@ -18,7 +18,8 @@ import time
 
 from benchlib import BenchmarkFailed, Figure, missed
 
-BENCHMARKS = ("saturation", "speedup", "overhead", "memory", "resync", "deferred", "fields")
+BENCHMARKS = ("saturation", "speedup", "overhead", "memory", "resync", "deferred", "fields",
+              "verify")
 
 
 def run_all(names: tuple[str, ...] | list[str] = BENCHMARKS, *, quick: bool = False,

@@ -129,6 +129,13 @@ def last_page(data: Any, page: int) -> bool:
     return not isinstance(pages, int) or page >= pages
 
 
+def pages(data: Any) -> int:
+    """How many pages a listing's answer (a dict, see `listed`) says it has (1 when its
+    `pagination` says nothing usable)."""
+    total = (data.get("pagination") or {}).get("total_pages")
+    return total if isinstance(total, int) and not isinstance(total, bool) and total > 0 else 1
+
+
 def carries(
     obj: Mapping[str, Any], fields: Mapping[str, Any], nest: str | None, same_by: str = "name"
 ) -> bool:

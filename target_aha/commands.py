@@ -23,6 +23,7 @@ from target_aha import redact
 from target_aha.errors import Interrupted, TargetAhaError
 from target_aha.redact import REDACTOR
 from target_aha.sdk_compat import ConfigInput, SDKTarget
+from target_aha.send_test import FirstRecords, SendTestDone
 
 if t.TYPE_CHECKING:
     from target_aha.client import AhaClient
@@ -35,6 +36,9 @@ VERSION = version("target-aha")
 
 class CommandLine(SDKTarget):
     """The CLI of target-aha's target: the SDK's, plus `--test` and worded errors."""
+
+    send_test: FirstRecords | None = None
+    """Under `--send-test`: which records are sent (each stream's first)."""
 
     @abc.abstractmethod
     def client(self) -> AhaClient:
@@ -70,7 +74,10 @@ class CommandLine(SDKTarget):
         read settled in time.
         """
         try:
-            self.listen(file_input)
+            try:
+                self.listen(file_input)
+            except SendTestDone:  # `--send-test` has what it sends: the rest is not read
+                self.process_endofpipe()
         except Interrupted as exc:
             opened = self.open_run()  # the message counts what settled (none before a stream)
             settled = opened.wind_down(self.drain_all)
@@ -134,6 +141,26 @@ class CommandLine(SDKTarget):
                 "and exit 0 only if all pass.",
             )
         )
+        command.params.append(
+            click.Option(
+                ["--verify-ledger"],
+                is_flag=True,
+                help="List the containers of the objects the key ledger knows (GET requests "
+                "only, about one per 200 objects; nothing is written to Aha!), forget the rows "
+                "whose objects were deleted in Aha! (the next run creates them again), print "
+                "what was found per stream and the cost, and exit.",
+            )
+        )
+        command.params.append(
+            click.Option(
+                ["--send-test"],
+                is_flag=True,
+                help="Read Singer input and send the first record of each configured stream "
+                "for real (upsert and ledger included, so a later load does not duplicate "
+                "it), print each request (credentials masked) and Aha!'s whole answer on "
+                "standard output, emit no STATE, and stop.",
+            )
+        )
         return command
 
     @classmethod
@@ -150,12 +177,16 @@ class CommandLine(SDKTarget):
         try:
             if options.get("test"):
                 cls._preflight(config)
+            if options.get("verify_ledger"):
+                cls._verify(config)
             cls.answer_about(about=about, about_format=about_format)
             cls.print_version(print_fn=cls.logger.info)
             config = config or ConfigInput()
             target = cls(
                 config=config.config, validate_config=True, parse_env_config=config.parse_env
             )
+            if options.get("send_test"):
+                target.send_test = FirstRecords(target.destinations())
             target.load(file_input)
         except TargetAhaError as exc:
             cls.logger.error("%s", REDACTOR(str(exc)))
@@ -186,6 +217,20 @@ class CommandLine(SDKTarget):
             lambda line: print(REDACTOR(line)),
         )
         sys.exit(0 if passed else 1)
+
+    @classmethod
+    def _verify(cls, config: ConfigInput | None) -> t.NoReturn:
+        """`--verify-ledger`: check the ledger's rows against Aha!, print the report; exit 0."""
+        from target_aha.verify import settings_sender, verify_from_settings  # noqa: PLC0415
+
+        target = cls(
+            config=config.config if config else None,
+            validate_config=True,
+            parse_env_config=bool(config and config.parse_env),
+        )
+        sender = settings_sender(target.config, target.client(), target.gate())
+        verify_from_settings(target.config, sender, lambda line: print(REDACTOR(line)))
+        sys.exit(0)
 
     @classmethod
     def _log_thread_error(cls, args: threading.ExceptHookArgs) -> None:

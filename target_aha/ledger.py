@@ -33,6 +33,7 @@ from typing import Any
 from target_aha import aha
 from target_aha.errors import TargetAhaError
 from target_aha.ledger_sql import (
+    ACCOUNT_ROWS,
     DELETE,
     FIND_KEY,
     FIND_OBJECT,
@@ -109,6 +110,20 @@ class Entry:
         """The object the key became, as Aha! names it in an answer (`id`, `reference_num`,
         `url`): what an unchanged record's results line reports."""
         return {"id": self.aha_id, "reference_num": self.reference_num, "url": self.url}
+
+
+@dataclass(frozen=True)
+class Known:
+    """A row as `--verify-ledger` reads it: its identity and the object it names."""
+
+    scope: Scope
+    aha_id: str | None
+    reference_num: str | None
+    pending: bool
+
+    def idents(self) -> set[str]:
+        """The names Aha! may list the object under (its id, its reference number)."""
+        return {i for i in (self.aha_id, self.reference_num) if i}
 
 
 def body_hash(body: Any) -> str:
@@ -227,6 +242,31 @@ class Ledger:
         rows = self._run(FIND_KEY, {"stream": stream, "key": key, "account": prefix,
                                     "n": len(prefix)}, fetch=True)
         return [(target, aha_id, ref) for target, aha_id, ref in rows if aha_id or ref]
+
+    # Read side of `--verify-ledger` (verify.py): reads rows, forgets the ones it names.
+
+    def account_rows(self, account: str) -> list[Known]:
+        """Every row of `account` (a base URL), ordered by target (container), stream, key."""
+        prefix = account.rstrip("/") + "/"
+        rows = self._run(ACCOUNT_ROWS, {"account": prefix, "n": len(prefix)}, fetch=True)
+        return [Known(Scope(stream, target, key), aha_id, ref, since is not None)
+                for stream, target, key, aha_id, ref, since in rows]
+
+    def forget_rows(self, rows: Iterable[Known]) -> int:
+        """Drop these rows (their objects are gone from Aha!); how many were dropped.
+
+        Each key is held while it is dropped, and a row that changed since it was read (a run
+        beside this one created the object again, or is creating it) is left alone.
+        """
+        dropped = 0
+        for row in rows:
+            with self.hold(row.scope):
+                now = self.get(row.scope)
+                if now is None or now.pending or now.aha_id != row.aha_id:
+                    continue
+                self.forget(row.scope)
+                dropped += 1
+        return dropped
 
     @contextlib.contextmanager
     def hold(self, scope: Scope) -> Iterator[None]:

@@ -93,3 +93,11 @@ FIND_KEY = (
 )
 """What a key of a stream became in one account, whatever its container (a reference's
 parent: its create path may depend on its own record); pending creates name nothing yet."""
+
+# Read side of `--verify-ledger` (verify.py): kept apart from the write statements above.
+ACCOUNT_ROWS = (
+    f"SELECT stream, target, key, aha_id, reference_num, pending_since FROM {TABLE} "
+    "WHERE substr(target, 1, :n) = :account ORDER BY target, stream, key"
+)
+"""Every row of one account (its targets begin with the account's base URL), grouped by
+target, the container whose listing proves the objects still exist."""

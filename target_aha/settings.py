@@ -100,6 +100,12 @@ SETTINGS = th.PropertiesList(
         "target-aha[postgres]); empty turns it off.",
     ),
     th.Property(
+        "verify_ledger", th.BooleanType, default=False, title="Verify ledger",
+        description="Before a load, check the key ledger against Aha! as --verify-ledger "
+        "does (GET requests only, about one per 200 objects) and forget the rows whose "
+        "objects were deleted in Aha!, so this run creates them again.",
+    ),
+    th.Property(
         "response_webhook_url", th.StringType, title="Response webhook URL",
         description="POST each Aha! response here; a stream may override it.",
     ),

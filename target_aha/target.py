@@ -23,11 +23,12 @@ from target_aha.messages import json_kind
 from target_aha.ratelimit import RateGate
 from target_aha.references import check_references, referenced
 from target_aha.sdk_compat import schema_errors
+from target_aha.send_test import ShowingTransport
 from target_aha.settings import SETTINGS
 from target_aha.sinks import AhaSink
 from target_aha.state import StatePolicy
 from target_aha.summary import log_summary
-from target_aha.transport import DryRunTransport
+from target_aha.transport import DryRunTransport, Transport
 
 if t.TYPE_CHECKING:
     from singer_sdk.sinks import Sink
@@ -67,6 +68,7 @@ class TargetAha(CommandLine):
         self.max_parallelism = 1
         self._check_settings()
         self.dry_run = bool(self.config.get("dry_run"))
+        self._verify_first = bool(self.config.get("verify_ledger"))
         self.state_policy = StatePolicy(dry_run=self.dry_run)
         self.state_every(self.number("state_interval_seconds"))
 
@@ -122,12 +124,14 @@ class TargetAha(CommandLine):
 
     def client(self, *, dry_run: bool = False) -> AhaClient:
         """The HTTP client of the account the settings name (printing only, for a dry run)."""
-        return AhaClient(
-            self.base_url,
-            self.config.get("api_key") or "",
-            self.user_agent,
+        transport: Transport = (
             DryRunTransport() if dry_run
-            else HttpTransport(self.number("request_timeout"), ANSWER_LIMIT),
+            else HttpTransport(self.number("request_timeout"), ANSWER_LIMIT)
+        )
+        if self.send_test is not None:  # `--send-test` shows each request and its answer
+            transport = ShowingTransport(transport)
+        return AhaClient(
+            self.base_url, self.config.get("api_key") or "", self.user_agent, transport
         )
 
     def gate(self) -> RateGate:
@@ -168,6 +172,11 @@ class TargetAha(CommandLine):
                                    destinations=self.destinations())
         destination = self.destination_for(stream_name)
         run = self.open_run()
+        if self._verify_first:  # `verify_ledger: true`: before the first record is sent
+            self._verify_first = False
+            from target_aha.verify import verify_before_load  # noqa: PLC0415
+
+            verify_before_load(run)
         run.progress.start()  # a run with a stream to load has begun
         return sink_class(destination)(self, stream_name, schema, key_properties,
                                        run=run, destination=destination)
@@ -233,6 +242,8 @@ class TargetAha(CommandLine):
         """
         stream, record = message["stream"], message["record"]
         self._positions[stream] += 1
+        if self.send_test is not None and not self.send_test.admit(stream):
+            return  # `--send-test` sends each stream's first record only
         if not isinstance(record, dict):
             self._reject_unreadable(stream, record)
             return
@@ -264,7 +275,7 @@ class TargetAha(CommandLine):
     def emits_state(self, state: dict) -> bool:
         """STATE as `state.StatePolicy` says: once per new value, never in a dry run, and
         never while a record waits for its parent (it is emitted once they settled)."""
-        if self._run is not None and self._run.deferred:
+        if self.send_test is not None or (self._run is not None and self._run.deferred):
             return False
         return self.state_policy.emits(state)
 

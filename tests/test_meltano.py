@@ -346,6 +346,29 @@ def test_readme_test_example_checks_through_meltano(
         run.stdout)
 
 
+def test_send_test_through_meltano_invoke_reads_standard_input(
+    sandbox: Sandbox, user_project: UserProject,
+) -> None:
+    """`meltano invoke target-aha --send-test < sample.singer`, as the README says (spec §13)."""
+    user_project.use(readme_loader("# meltano invoke target-aha --test"), sandbox.base_url)
+    sample = [
+        {"type": "SCHEMA", "stream": "intake", "key_properties": ["request_id"],
+         "schema": {"properties": {"request_id": {"type": "string"},
+                                   "name": {"type": "string"}}}},
+        *({"type": "RECORD", "stream": "intake",
+           "record": {"request_id": f"R{i}", "name": f"request {i}"}} for i in range(3)),
+        {"type": "STATE", "value": {"n": 3}},
+    ]
+    run = user_project.run("invoke", "target-aha", "--send-test",
+                           env={"TARGET_AHA_API_KEY": TOKEN},
+                           input="".join(json.dumps(m) + "\n" for m in sample))
+    assert run.returncode == 0, run.stdout + run.stderr[-6000:]
+    shown = [json.loads(line) for line in run.stdout.splitlines() if line.startswith("{")]
+    assert [(e["request"]["method"], e["answer"]["status"]) for e in shown] == [("POST", 200)]
+    assert '"STATE"' not in run.stdout and TOKEN not in run.stdout
+    assert [o["name"] for o in sandbox.objects("feature")] == ["request 0"]
+
+
 def test_numbers_round_trip_through_meltano_config_set_and_the_environment(
     sandbox: Sandbox, user_project: UserProject,
 ) -> None:

@@ -109,7 +109,8 @@ def test_invoke_gets_the_keywords_sdk_compat_names() -> None:
     assert params(PluginBase.invoke) == ["about", "about_format", "kwargs"], "PluginBase.invoke"
     command = TargetAha.get_singer_command()
     given = {p.name for p in command.params if p.expose_value}
-    assert given == {*sdk_compat.INVOKE_KEYWORDS, "test"}, "the SDK's CLI passes other keywords"
+    assert given == {*sdk_compat.INVOKE_KEYWORDS, "test", "verify_ledger", "send_test"}, (
+        "the SDK's CLI passes other keywords")
     config = _ConfigInput.from_cli_args("ENV")
     assert config.parse_env is True and config.config == {}, "_ConfigInput changed"
 
