@@ -26,6 +26,7 @@ from target_aha.ledger import Known, Ledger
 from target_aha.ledger_open import open_ledger
 from target_aha.ratelimit import RateGate
 from target_aha.sender import Sender, sender_policy
+from target_aha.updates import OBJECT_STREAM
 from target_aha.wire import Request
 
 if TYPE_CHECKING:
@@ -72,7 +73,7 @@ class Verified:
         gone = "forgotten (created again on the next run)" if self.forgetting else (
             "gone from Aha! (dry run: not forgotten)")
         out = [
-            f"verify-ledger: stream {name}: {t.kept} kept, {t.forgotten} {gone}, "
+            f"verify-ledger: {_whose(name)}: {t.kept} kept, {t.forgotten} {gone}, "
             f"{t.unverifiable} unverifiable"
             for name, t in sorted(self.streams.items())
         ]
@@ -209,3 +210,11 @@ def verify_before_load(run: Run) -> None:
 def settings_sender(config: Mapping[str, Any], client: Any, gate: RateGate) -> Sender:
     """The sender `--verify-ledger` reads through: the run's gate and retry policy."""
     return Sender(client, gate, sender_policy(config["max_retries"]))
+
+
+def _whose(stream: str) -> str:
+    """Who a tally is of: a stream, or the objects update streams changed (their rows belong
+    to the object, not a stream; a gone one is forgotten by its next update's 404)."""
+    if stream == OBJECT_STREAM:
+        return "objects changed by update streams (checked by their next update)"
+    return f"stream {stream}"

@@ -213,3 +213,22 @@ def test_verify_on_a_postgres_ledger(
     again = run_target(cfg, messages, sandbox=sandbox)
     assert sorted((r["key"], r["operation"]) for r in again.results) == [
         ("K0", "unchanged"), ("K1", "create"), ("K2", "unchanged")]
+
+
+def test_rows_of_update_streams_are_reported_as_objects_not_as_a_nameless_stream(
+    sandbox: Sandbox, run_target, tmp_path: Path
+) -> None:
+    ids = loaded(sandbox, run_target, tmp_path, 1)
+    updates = {"ledger_path": str(tmp_path / "ledger.sqlite"),
+               "streams": {"renames": {"endpoint": "update_feature", "feature_id": "{ref}"}}}
+    renamed = run_target(updates, [schema("renames"),
+                                   record("renames", {"ref": ids["K0"], "name": "renamed"})],
+                         sandbox=sandbox)
+    assert renamed.returncode == 0, renamed.stderr
+    verified = run_target(config(tmp_path), [], sandbox=sandbox, extra_args=("--verify-ledger",))
+    assert verified.returncode == 0, verified.stderr
+    assert "stream s: 1 kept" in verified.stdout
+    assert ("verify-ledger: objects changed by update streams (checked by their next update): "
+            "0 kept, 0 forgotten (created again on the next run), 1 unverifiable") \
+        in verified.stdout, verified.stdout
+    assert "stream :" not in verified.stdout
