@@ -45,9 +45,11 @@ SETTINGS = th.PropertiesList(
         "streams", th.ObjectType(additional_properties=STREAM_ENTRY), default={},
         title="Streams",
         description="Stream name -> destination: {\"endpoint\": <template or custom>, "
-        "parameters such as release_id (a literal or a {field} placeholder), key_property, "
-        "exclude_attributes, request_headers, response_webhook_url, write_mode}. A custom "
-        "endpoint takes method, url, content_format, wrap_key, allow_other_hosts, batch.",
+        "parameters such as release_id (a literal, a {field} placeholder or a reference "
+        "{\"ref\": <stream>, \"key\": <template>}), references (body fields set by reference), "
+        "key_property, exclude_attributes, request_headers, response_webhook_url, write_mode, "
+        "update_fields (changed or all)}. A custom endpoint takes method, url, content_format, "
+        "wrap_key, allow_other_hosts, batch.",
     ),
     th.Property(
         "user_agent", th.StringType, default=USER_AGENT, title="User-Agent",
