@@ -44,9 +44,10 @@ class Spool:
         self._db.execute("PRAGMA synchronous=OFF")
         self._db.execute(
             "CREATE TABLE deferred (seq INTEGER PRIMARY KEY, round INTEGER NOT NULL, "
-            "stream TEXT NOT NULL, record TEXT NOT NULL, place TEXT NOT NULL)"
+            "stream TEXT NOT NULL, key TEXT, record TEXT NOT NULL, place TEXT NOT NULL)"
         )
         self._db.execute("CREATE INDEX deferred_round ON deferred (round, seq)")
+        self._db.execute("CREATE INDEX deferred_key ON deferred (stream, key)")
         self._round = 0
         self._waiting = 0
         self._in_tx = False
@@ -57,19 +58,29 @@ class Spool:
         with self._lock:
             return self._waiting
 
-    def add(self, stream: str, record: dict[str, Any], where: str) -> None:
+    def add(self, stream: str, record: dict[str, Any], where: str, key: str | None) -> None:
         """Hold a record (JSON values only) until the next round; `where` is how messages
-        name it (`stream 's', record #3`: its position is not in the record)."""
+        name it (`stream 's', record #3`: its position is not in the record); `key` is its
+        ledger key, if it has one (see `holds`)."""
         text = json.dumps(record, separators=(",", ":"))
         with self._lock:
             if not self._in_tx:  # one transaction per burst of writes: no sync per record
                 self._db.execute("BEGIN")
                 self._in_tx = True
             self._db.execute(
-                "INSERT INTO deferred (round, stream, record, place) VALUES (?, ?, ?, ?)",
-                (self._round, stream, text, where),
+                "INSERT INTO deferred (round, stream, key, record, place) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (self._round, stream, key, text, where),
             )
             self._waiting += 1
+
+    def holds(self, stream: str, key: str) -> bool:
+        """Whether a record of this key waits here: a later record of the key must wait
+        behind it, or the older one would be sent last and undo the newer one."""
+        with self._lock:
+            return self._db.execute(
+                "SELECT 1 FROM deferred WHERE stream = ? AND key = ? LIMIT 1", (stream, key)
+            ).fetchone() is not None
 
     def take_round(self) -> Iterator[tuple[str, dict[str, Any], str]]:
         """Yield (stream, record, where) of every record deferred so far, in input order, once each;

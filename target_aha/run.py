@@ -98,12 +98,19 @@ class Run:
         if not self.webhook.join(self.deadline):
             raise Unsettled("answers were still waiting to be posted to the response webhook")
 
-    def defer(self, stream: str, sink: Deferring, record: dict[str, t.Any], where: str) -> None:
+    def defer(self, stream: str, sink: Deferring, record: dict[str, t.Any], where: str,
+              key: str | None) -> None:
         """Hold a record until the end of the input (on disk); STATE waits for it."""
         self.deferring[stream] = sink
         if self.spool is None:
             self.spool = Spool()
-        self.spool.add(stream, record, where)
+        self.spool.add(stream, record, where, key)
+
+    def waits_behind(self, stream: str, key: str) -> bool:
+        """Whether an earlier record of this key is deferred, while the input is still read
+        (a later record of the key then waits behind it, so their input order holds; when
+        the deferred ones are handed back they come in input order anyway)."""
+        return not self.replaying and self.spool is not None and self.spool.holds(stream, key)
 
     @property
     def deferred(self) -> bool:

@@ -166,6 +166,9 @@ class AhaSink(BatchSink):
         order: list[Hashable] = []
         if parts is not None:
             order.append(("key", self.stream_name, ledger_key(parts)))
+            if self.run.waits_behind(self.stream_name, ledger_key(parts)):
+                self._defer(record, where)  # an older record of its key is deferred
+                return False
         try:
             waits = [p.order for p in parents_of(self.destination, record)
                      if self.run.dispatcher.busy([p.order])]
@@ -216,8 +219,9 @@ class AhaSink(BatchSink):
 
     def _defer(self, record: dict, where: str) -> None:
         """Hold the record on disk until the end of the input: only what it sends or reads."""
+        parts = self.key_parts(record)
         self.run.defer(self.stream_name, self, held(self.destination, self.key_fields, record),
-                       where)
+                       where, None if parts is None else ledger_key(parts))
 
     def replay(self, record: dict[str, Any], where: str) -> bool:
         """A deferred record, at the end of the input: handed on, or deferred again."""

@@ -497,3 +497,26 @@ def test_sigterm_while_records_are_deferred_emits_no_state_past_them(
     assert proc.returncode == 128 + signal.SIGTERM, err
     assert [json.loads(line) for line in out.splitlines()] == [{"n": 1}]
     assert posts(sandbox, "/epics") == []
+
+
+def test_a_later_record_of_a_deferred_key_waits_behind_it(
+        sandbox: Sandbox, tmp_path: Path, run_target) -> None:
+    # The old version of OE-1 waits for its release; the new one arrives after the release:
+    # it must not go first (the old one, handed back at the end, would undo it).
+    messages = [
+        schema("jira_epics"),
+        record("jira_epics", {"epic_key": "OE-1", "fix_version": "V-1", "name": "Epic OLD"}),
+        state({"s": 1}),
+        *versions("V-1"), state({"s": 2}),
+        schema("jira_epics"),
+        record("jira_epics", {"epic_key": "OE-1", "fix_version": "V-1", "name": "Epic NEW"}),
+        state({"s": 3}),
+    ]
+    out = run_target(config(tmp_path), messages, sandbox=sandbox)
+    assert out.returncode == 0, out.stderr
+    [epic] = [e for e in sandbox.objects("epic") if e["name"].startswith("Epic ")]
+    assert epic["name"] == "Epic NEW"
+    epic_lines = [(r["operation"], r["status"]) for r in out.results if r["stream"] == "jira_epics"]
+    assert epic_lines == [("create", "succeeded"), ("update", "succeeded")]
+    assert [r["body"]["epic"]["name"] for r in posts(sandbox, "/epics")] == ["Epic OLD"]
+    assert out.states == [{"s": 3}]
