@@ -237,7 +237,8 @@ class Ledger:
 
     def find_key(self, stream: str, account: str, key: str) -> list[tuple[str, str, str | None]]:
         """(target, id, reference number) of every settled row of `key` in `stream` and
-        `account`: what a reference to that key resolves to (several rows: ambiguous)."""
+        `account`, the most recently written first: what a reference to that key resolves
+        to."""
         prefix = account.rstrip("/") + "/"
         rows = self._run(FIND_KEY, {"stream": stream, "key": key, "account": prefix,
                                     "n": len(prefix)}, fetch=True)

@@ -89,7 +89,7 @@ FIND_OBJECT = (
 FIND_KEY = (
     f"SELECT target, aha_id, reference_num FROM {TABLE} "
     "WHERE stream = :stream AND key = :key AND substr(target, 1, :n) = :account "
-    "AND pending_since IS NULL"
+    "AND pending_since IS NULL ORDER BY updated_at DESC"
 )
 """What a key of a stream became in one account, whatever its container (a reference's
 parent: its create path may depend on its own record); pending creates name nothing yet."""

@@ -13,18 +13,21 @@ without a key is refused at its SCHEMA (only the SCHEMA can show its key propert
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from target_aha.destination import Destination, Ref
 from target_aha.endpoints import CUSTOM
-from target_aha.errors import ConfigError, RecordError
+from target_aha.errors import ConfigError
 from target_aha.ledger import Ledger
 from target_aha.shaping import build_request, fill_path, param_values
 
 if TYPE_CHECKING:
     from target_aha.wire import Request
+
+logger = logging.getLogger("target-aha")
 
 
 @dataclass(frozen=True)
@@ -65,25 +68,35 @@ class Resolver:
     def __init__(self, ledger: Ledger | None, account: str) -> None:
         self._ledger = ledger
         self._account = account
+        self._warned: set[tuple[str, str]] = set()
 
     def value(self, parent: Parent) -> str | None:
         """The parent's reference number (else its id), or None if the ledger has no object
-        for it. Several objects (the key was created in several containers) are ambiguous:
-        the record is rejected, naming them."""
+        for it.
+
+        A key the ledger knows as several objects was created in several containers (its
+        record moved, to another release say, and was created again there): the object it
+        became last is the one its record stands for now, so that one is used, and the
+        others are named once in a warning (they stay in Aha! until someone deletes them).
+        """
         if self._ledger is None:
             return None
         rows = self._ledger.find_key(parent.stream, self._account, parent.key)
-        values = {ref or aha_id for _, aha_id, ref in rows}
-        if len(values) > 1:
-            named = "; ".join(f"{ref or aha_id} (created by {target})"
-                              for target, aha_id, ref in rows)
-            raise RecordError(
-                f"its reference '{parent.field}' names {parent.stream} key {parent.key!r}, "
-                f"which the key ledger knows as {len(values)} objects: {named}; target-aha "
-                "will not guess which one is meant. Delete the stale ones in Aha! and run "
-                "target-aha --verify-ledger, or give the records distinct keys"
+        if not rows:
+            return None
+        _, newest_id, newest_ref = rows[0]
+        newest = newest_ref or newest_id
+        others = [f"{ref or aha_id}" for _, aha_id, ref in rows[1:] if (ref or aha_id) != newest]
+        if others and (parent.stream, parent.key) not in self._warned:
+            self._warned.add((parent.stream, parent.key))
+            logger.warning(
+                "Stream '%s' key %r became several Aha! objects (its record moved to another "
+                "container and was created again there): references to it use the newest, "
+                "%s; the older %s stay%s in Aha! until you delete %s there.",
+                parent.stream, parent.key, newest, ", ".join(others),
+                "s" if len(others) == 1 else "", "it" if len(others) == 1 else "them",
             )
-        return values.pop() if values else None
+        return newest
 
     def resolve(self, parents: list[Parent]) -> tuple[dict[str, str], list[Parent]]:
         """The values of the parents the ledger knows (by field), and the others."""

@@ -520,3 +520,25 @@ def test_a_later_record_of_a_deferred_key_waits_behind_it(
     assert epic_lines == [("create", "succeeded"), ("update", "succeeded")]
     assert [r["body"]["epic"]["name"] for r in posts(sandbox, "/epics")] == ["Epic OLD"]
     assert out.states == [{"s": 3}]
+
+
+def test_a_parent_moved_to_another_container_is_used_where_it_was_created_last(
+        sandbox: Sandbox, tmp_path: Path, run_target) -> None:
+    first = run_target(config(tmp_path), [*versions("V-1", "V-2"), *epics(("E-1", "V-1")),
+                                          *stories(("S-1", "V-1", "E-1"))], sandbox=sandbox)
+    assert first.returncode == 0, first.stderr
+    # The epic moves to V-2 upstream: it is created there (its ledger row is per container),
+    # and the story that names it now points at the new epic, not at the one left in V-1.
+    moved = run_target(config(tmp_path), [*epics(("E-1", "V-2")),
+                                          *stories(("S-1", "V-1", "E-1"))], sandbox=sandbox)
+    assert moved.returncode == 0, moved.stderr
+    assert len([e for e in sandbox.objects("epic") if e["name"] == "Epic E-1"]) == 2
+    new_epic = next(r for r in moved.results if r["stream"] == "jira_epics")
+    assert new_epic["operation"] == "create"
+    [story_line] = [r for r in moved.results if r["stream"] == "jira_stories"]
+    assert story_line["status"] == "succeeded" and story_line["operation"] == "update"
+    [story] = [f for f in sandbox.objects("feature") if f["name"] == "Story S-1"]
+    assert story["epic"]["reference_num"] == new_epic["reference_num"], story
+    warnings = [line for line in moved.stderr.splitlines() if "became several Aha! objects" in line]
+    assert len(warnings) == 1, moved.stderr[-3000:]
+    assert f"use the newest, {new_epic['reference_num']}" in warnings[0]
