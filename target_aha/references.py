@@ -30,6 +30,10 @@ if TYPE_CHECKING:
 logger = logging.getLogger("target-aha")
 
 
+PLACEHOLDER_START = "<ref "
+"""How a parent named by key starts (`<ref stream:key>`)."""
+
+
 @dataclass(frozen=True)
 class Parent:
     """One reference of one record: the child's field, the parent stream and key."""
@@ -47,8 +51,9 @@ class Parent:
 
     @property
     def placeholder(self) -> str:
-        """How a dry run shows a parent the ledger does not know yet."""
-        return f"<ref {self.stream}:{self.key}>"
+        """How a dry run shows a parent the ledger does not know yet (and how a child's
+        ledger row names its parent container: by key, see `shape`)."""
+        return f"{PLACEHOLDER_START}{self.stream}:{self.key}>"
 
 
 def parents_of(dest: Destination, record: Mapping[str, Any]) -> list[Parent]:

@@ -19,13 +19,16 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from itertools import groupby
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
 
 from target_aha import aha
 from target_aha.errors import ConfigError, RecordRejected
 from target_aha.ledger import Known, Ledger
 from target_aha.ledger_open import open_ledger
 from target_aha.ratelimit import RateGate
+from target_aha.references import PLACEHOLDER_START, Parent, Resolver
 from target_aha.sender import Sender, sender_policy
+from target_aha.shaping import encode_segment
 from target_aha.updates import OBJECT_STREAM
 from target_aha.wire import Request
 
@@ -93,9 +96,10 @@ def verify_ledger(ledger: Ledger, sender: Sender, *, forget: bool = True) -> Ver
     verified = Verified(forgetting=forget)
     gone: list[Known] = []
     rows = ledger.account_rows(account)
+    parents = Resolver(ledger, account)
     for target, group in groupby(rows, key=lambda row: row.scope.target):
         in_container = list(group)
-        path = target[len(account):]
+        path = _resolved(target[len(account):], parents)
         checked = [row for row in in_container if not row.pending and row.idents()]
         present = _listing(sender, path, checked) if _container(path) and checked else None
         for row in in_container:
@@ -145,6 +149,25 @@ def _listing(sender: Sender, path: str, rows: list[Known]) -> set[str] | None:
         if not missing or aha.last_page(data, page) or aha.pages(data) - page > missing:
             return found
     return found
+
+
+def _resolved(path: str, parents: Resolver) -> str:
+    """A row's target with its parents filled in: a child's row names a parent container
+    by key (`/releases/<ref versions:V-1>/epics`, see references.shape), which is listed
+    where that parent is now. A parent the ledger does not know leaves the path as it is
+    (its listing then fails, and its rows stay unverifiable)."""
+    segments = path.split("/")
+    for i, segment in enumerate(segments):
+        text = unquote(segment)
+        if not (text.startswith(PLACEHOLDER_START) and text.endswith(">")):
+            continue
+        named = text[len(PLACEHOLDER_START):-1]
+        for at in (i for i, char in enumerate(named) if char == ":"):  # streams may hold ":"
+            found = parents.value(Parent("", True, named[:at], named[at + 1:]))
+            if found is not None:
+                segments[i] = encode_segment(found, "container")
+                break
+    return "/".join(segments)
 
 
 def _container(path: str) -> bool:

@@ -542,3 +542,29 @@ def test_a_parent_moved_to_another_container_is_used_where_it_was_created_last(
     warnings = [line for line in moved.stderr.splitlines() if "became several Aha! objects" in line]
     assert len(warnings) == 1, moved.stderr[-3000:]
     assert f"use the newest, {new_epic['reference_num']}" in warnings[0]
+
+
+def test_verify_ledger_lists_containers_named_by_a_reference(
+        sandbox: Sandbox, tmp_path: Path, run_target) -> None:
+    # A story's ledger row names its release by key (<ref jira_versions:V-1>): --verify-ledger
+    # lists the release that key became, and forgets the story deleted in Aha!.
+    load = [*versions("V-1"), *epics(("E-1", "V-1")),
+            *stories(("S-1", "V-1", "E-1"), ("S-2", "V-1", "E-1"))]
+    first = run_target(config(tmp_path), load, sandbox=sandbox)
+    assert first.returncode == 0, first.stderr
+    gone = next(r for r in first.results if r["key"] == "S-2")
+    release = next(r for r in first.results if r["key"] == "V-1")
+    sandbox.delete_object("feature", gone["aha_id"])
+    sandbox.clear_requests()
+    verified = run_target(config(tmp_path), [], sandbox=sandbox, extra_args=("--verify-ledger",))
+    assert verified.returncode == 0, verified.stderr
+    assert ("GET", f"/api/v1/releases/{release['reference_num']}/features") in [
+        (r["method"], r["path"]) for r in sandbox.requests()]
+    assert "stream jira_stories: 1 kept, 1 forgotten" in verified.stdout, verified.stdout
+    assert "stream jira_epics: 1 kept, 0 forgotten" in verified.stdout, verified.stdout
+    again = run_target(config(tmp_path), load, sandbox=sandbox)
+    assert again.returncode == 0, again.stderr
+    assert sorted((r["key"], r["operation"]) for r in again.results) == [
+        ("E-1", "unchanged"), ("S-1", "unchanged"), ("S-2", "create"), ("V-1", "unchanged")]
+    [story] = [f for f in sandbox.objects("feature") if f["name"] == "Story S-2"]
+    assert story["release"]["reference_num"] == release["reference_num"]
