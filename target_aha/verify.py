@@ -204,14 +204,17 @@ def verify_from_settings(
 ) -> Verified:
     """`--verify-ledger`: open the ledger the settings name, verify it, print the report."""
     dry_run = bool(config.get("dry_run"))
-    ledger = open_ledger(config["ledger_path"], dry_run=dry_run, pool_size=1)
-    if ledger is None:
+    if not config["ledger_path"]:
         raise ConfigError('--verify-ledger needs a ledger, but ledger_path is "" (upsert is '
                           "off, so nothing is remembered to verify).")
-    try:
-        verified = verify_ledger(ledger, sender, forget=not dry_run)
-    finally:
-        ledger.close()
+    ledger = open_ledger(config["ledger_path"], dry_run=dry_run, pool_size=1)
+    if ledger is None:  # a dry run of a SQLite file that does not exist yet: an empty ledger
+        verified = Verified(forgetting=False)
+    else:
+        try:
+            verified = verify_ledger(ledger, sender, forget=not dry_run)
+        finally:
+            ledger.close()
     for line in verified.lines():
         say(line)
     return verified

@@ -232,3 +232,15 @@ def test_rows_of_update_streams_are_reported_as_objects_not_as_a_nameless_stream
             "0 kept, 0 forgotten (created again on the next run), 1 unverifiable") \
         in verified.stdout, verified.stdout
     assert "stream :" not in verified.stdout
+
+
+def test_a_dry_run_of_a_ledger_file_not_made_yet_verifies_an_empty_ledger(
+    sandbox: Sandbox, run_target, tmp_path: Path
+) -> None:
+    verified = run_target(config(tmp_path, dry_run=True), [], sandbox=sandbox,
+                          extra_args=("--verify-ledger",))
+    assert verified.returncode == 0, verified.stderr
+    assert "the ledger has no rows of this account" in verified.stdout
+    assert 'ledger_path is ""' not in verified.stdout + verified.stderr
+    assert not (tmp_path / "ledger.sqlite").exists()  # a dry run creates no ledger
+    assert sandbox.requests() == []
