@@ -15,12 +15,10 @@ from target_aha.batch_sink import CustomBatchSink
 from target_aha.client import ANSWER_LIMIT, AhaClient
 from target_aha.commands import VERSION, CommandLine
 from target_aha.destination import Destination
-from target_aha.http_transport import HttpTransport
 from target_aha.input_errors import CountingReader, NoSchemaYet, worded
 from target_aha.maps import guard, guard_mapper
 from target_aha.meltano_test import MeltanoTestSink, is_meltano_test
 from target_aha.messages import json_kind
-from target_aha.ratelimit import RateGate
 from target_aha.references import check_references, referenced
 from target_aha.sdk_compat import schema_errors
 from target_aha.send_test import ShowingTransport
@@ -33,6 +31,7 @@ from target_aha.transport import DryRunTransport, Transport
 if t.TYPE_CHECKING:
     from singer_sdk.sinks import Sink
 
+    from target_aha.ratelimit import RateGate
     from target_aha.run import Run
 
 def sink_class(destination: Destination) -> type[AhaSink]:
@@ -124,6 +123,10 @@ class TargetAha(CommandLine):
 
     def client(self, *, dry_run: bool = False) -> AhaClient:
         """The HTTP client of the account the settings name (printing only, for a dry run)."""
+        # The real transport (its sessions and watchdog) is imported by what sends: `--about`
+        # and `--help` start without it, as without the run's other machinery (open_run).
+        from target_aha.http_transport import HttpTransport  # noqa: PLC0415
+
         transport: Transport = (
             DryRunTransport() if dry_run
             else HttpTransport(self.number("request_timeout"), ANSWER_LIMIT)
@@ -136,6 +139,8 @@ class TargetAha(CommandLine):
 
     def gate(self) -> RateGate:
         """The rate gate of the budget the settings name."""
+        from target_aha.ratelimit import RateGate  # noqa: PLC0415 - what sends needs it
+
         return RateGate(
             self.number("max_requests_per_second"), self.number("max_requests_per_minute")
         )
