@@ -79,10 +79,9 @@ class Sender:
         finally:
             with self.lock:
                 self.sent += 1
-        logger.debug(
-            "%s -> %d in %.0f ms", request.describe(), answer.status,
-            (time.monotonic() - started) * 1000,
-        )
+        if logger.isEnabledFor(logging.DEBUG):  # per request: no message built for nothing
+            logger.debug("%s -> %d in %.0f ms", request.describe(), answer.status,
+                         (time.monotonic() - started) * 1000)
         return answer
 
     def _retrying(self, request: Request, attempt: int, last: TransportError | Answer) -> None:
